@@ -1,0 +1,241 @@
+//! Session IDs (the secret the client holds) and store keys (what the server files them under).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// Length of a session ID in bytes (256 bits).
+pub const ID_BYTES: usize = 32;
+/// Length of an encoded session ID or key: 32 bytes in base64url without padding.
+pub const ENCODED_LEN: usize = 43;
+
+/// A session ID: 32 bytes from the operating system's CSPRNG.
+///
+/// This is the bearer secret: whoever presents it is the session. It travels to the client
+/// encoded as 43 characters of base64url without padding ([`SessionId::expose`]) and is never
+/// stored by Tessera; stores only ever see its [`Key`].
+///
+/// `Debug` and `Display` print only a short prefix of the key (the same [`Key::short`] the logs
+/// use), never the ID.
+///
+/// # Example
+///
+/// ```
+/// use tessera_core::SessionId;
+///
+/// let id = SessionId::generate();
+/// let token = id.expose();
+/// assert_eq!(token.len(), 43);
+/// assert_eq!(SessionId::parse(&token), Some(id.clone()));
+/// assert!(!format!("{id:?}").contains(&token));
+/// // Anything that is not exactly what `expose` produces is no session at all.
+/// assert_eq!(SessionId::parse(&format!("{token}=")), None);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId([u8; ID_BYTES]);
+
+impl SessionId {
+    /// A fresh ID from the OS CSPRNG.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system has no randomness to give, which leaves no safe way to go on;
+    /// [`SessionId::try_generate`] returns the error instead.
+    pub fn generate() -> Self {
+        Self::try_generate().expect("the OS random number generator failed")
+    }
+
+    /// A fresh ID from the OS CSPRNG, or the error the OS gave.
+    ///
+    /// # Errors
+    ///
+    /// When the OS random number generator is unavailable.
+    pub fn try_generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    /// Parses a client-supplied ID strictly: exactly 43 characters of base64url, no padding,
+    /// no whitespace, canonical trailing bits. Anything else is `None` ("no session"), and costs
+    /// no store call.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != ENCODED_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut bytes) {
+            Ok(ID_BYTES) => Some(Self(bytes)),
+            _ => None,
+        }
+    }
+
+    /// The ID as the client must receive it (43 characters of base64url).
+    ///
+    /// This is the secret: send it only to the session's owner, never to a log.
+    pub fn expose(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The store key for this ID.
+    pub fn key(&self) -> Key {
+        Key(Sha256::digest(self.0).into())
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}…)", self.key().short())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", self.key().short())
+    }
+}
+
+/// The SHA-256 of a session ID: the only thing a store ever sees.
+///
+/// A key cannot be turned back into an ID, so a dump of any store yields no usable session,
+/// and a lookup by key needs no constant-time comparison. Because it is not a secret, the key
+/// in base64url is also the session's *handle*: the identifier shown in device lists and used
+/// to revoke one session. Presenting a handle as a session ID does nothing, since it would be
+/// hashed again.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// A key from its 32 raw bytes (as a store reads it back).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The handle: the key as 43 characters of base64url. Not a secret.
+    pub fn handle(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Parses a handle (strictly, like [`SessionId::parse`]).
+    pub fn from_handle(text: &str) -> Option<Self> {
+        SessionId::parse(text).map(|id| Self(id.0))
+    }
+
+    /// The first 8 characters of the handle: enough to follow one session through the logs.
+    pub fn short(&self) -> String {
+        let mut handle = self.handle();
+        handle.truncate(8);
+        handle
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.short())
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.handle())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_ids_differ_and_round_trip() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a, b);
+        assert_eq!(SessionId::parse(&a.expose()), Some(a.clone()));
+        assert_ne!(a.key(), b.key());
+    }
+
+    #[test]
+    fn debug_and_display_never_show_the_id() {
+        let id = SessionId::generate();
+        let token = id.expose();
+        for shown in [format!("{id:?}"), format!("{id}")] {
+            assert!(!shown.contains(&token));
+            assert!(!shown.contains(&token[..12]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        let good = SessionId::generate().expose();
+        let cases = [
+            String::new(),
+            good[..42].to_string(),
+            format!("{good}A"),
+            format!("{good}="),
+            format!("{}=", &good[..42]),
+            format!(" {}", &good[..42]),
+            format!("{}\0", &good[..42]),
+            format!("{}\n", &good[..42]),
+            format!("{}+", &good[..42]),
+            format!("{}/", &good[..42]),
+            format!("{}é", &good[..41]),
+            "A".repeat(10 * 1024),
+            "!".repeat(43),
+        ];
+        for case in cases {
+            assert_eq!(SessionId::parse(&case), None, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_trailing_bits_are_rejected() {
+        // 43 characters carry 258 bits; the last character's low two bits must be zero.
+        let good = SessionId::generate().expose();
+        let last = good.as_bytes()[42];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let pos = alphabet.iter().position(|&c| c == last).unwrap();
+        let tweaked = alphabet[(pos & !3) | 1] as char;
+        let bad = format!("{}{}", &good[..42], tweaked);
+        assert_eq!(SessionId::parse(&bad), None);
+    }
+
+    #[test]
+    fn handle_parses_back_to_the_key_and_is_not_a_token() {
+        let id = SessionId::generate();
+        let key = id.key();
+        assert_eq!(Key::from_handle(&key.handle()), Some(key));
+        let as_token = SessionId::parse(&key.handle()).unwrap();
+        assert_ne!(as_token.key(), key);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_round_trip(bytes in proptest::array::uniform32(any::<u8>())) {
+            let id = SessionId(bytes);
+            prop_assert_eq!(SessionId::parse(&id.expose()), Some(id));
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic_and_only_canonical_ones_parse(text in ".{0,64}") {
+            if let Some(id) = SessionId::parse(&text) {
+                prop_assert_eq!(id.expose(), text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_alphabet_strings_parse_only_when_canonical(text in "[A-Za-z0-9_-]{43}") {
+            match SessionId::parse(&text) {
+                Some(id) => prop_assert_eq!(id.expose(), text),
+                None => prop_assert!(!matches!(text.as_bytes()[42], b'A' | b'E' | b'I' | b'M' | b'Q' | b'U' | b'Y' | b'c' | b'g' | b'k' | b'o' | b's' | b'w' | b'0' | b'4' | b'8')),
+            }
+        }
+    }
+}
