@@ -530,6 +530,59 @@ enum Insert {
     },
 }
 
+/// Anything that gives a request its session and writes it back: the server-side [`Sessions`]
+/// engine, and the stateless engines of `tessera-token` (encrypted cookie, JWT). The HTTP layer
+/// is written against this trait, so an app switches between them by configuration.
+#[async_trait::async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// A new, unsaved session.
+    fn start(&self, client: ClientInfo) -> Session;
+
+    /// The session for a token the client presented; `None` for anything not valid and live.
+    ///
+    /// # Errors
+    ///
+    /// Only failures that must not be mistaken for "no session" (a store outage).
+    async fn load(&self, token: &str) -> Result<Option<Session>, Error>;
+
+    /// Writes back what the request did. Afterwards [`Session::issued_token`] is the token to
+    /// send the client, if it needs a new one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sessions::commit`].
+    async fn commit(&self, session: &mut Session) -> Result<Commit, Error>;
+
+    /// The policy sessions live under (for cookie lifetimes).
+    fn policy(&self) -> &Policy;
+
+    /// The engine's current time.
+    fn now(&self) -> Timestamp;
+}
+
+#[async_trait::async_trait]
+impl Engine for Sessions {
+    fn start(&self, client: ClientInfo) -> Session {
+        self.start_with_client(client)
+    }
+
+    async fn load(&self, token: &str) -> Result<Option<Session>, Error> {
+        Sessions::load(self, token).await
+    }
+
+    async fn commit(&self, session: &mut Session) -> Result<Commit, Error> {
+        Sessions::commit(self, session).await
+    }
+
+    fn policy(&self) -> &Policy {
+        Sessions::policy(self)
+    }
+
+    fn now(&self) -> Timestamp {
+        Sessions::now(self)
+    }
+}
+
 /// 32 bytes from the OS CSPRNG (CSRF secrets).
 pub(crate) fn random_secret() -> [u8; 32] {
     let mut secret = [0u8; 32];

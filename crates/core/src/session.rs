@@ -88,6 +88,8 @@ pub struct Session {
     pub(crate) touch_due: bool,
     /// When the request started using the session (load or start time).
     pub(crate) now: Timestamp,
+    /// The token the client must be sent after the last commit, if it needs a new one.
+    issued: Option<String>,
 }
 
 impl fmt::Debug for Session {
@@ -115,6 +117,7 @@ impl Session {
             privilege: None,
             destroy: false,
             touch_due: false,
+            issued: None,
         }
     }
 
@@ -129,7 +132,53 @@ impl Session {
             privilege: None,
             destroy: false,
             touch_due,
+            issued: None,
         }
+    }
+
+    /// A new, unsaved session around `record`, for engines other than [`Sessions`](crate::Sessions)
+    /// (the stateless token engines).
+    pub fn unsaved(record: Record) -> Self {
+        Self::new_unsaved(record)
+    }
+
+    /// A session restored from a record an engine verified itself (the stateless token engines:
+    /// the record came out of a sealed cookie or a signed JWT). It has no [`SessionId`].
+    pub fn restored(record: Record, touch_due: bool, now: Timestamp) -> Self {
+        let mut session = Self::new_unsaved(record);
+        session.state = State::Stored;
+        session.touch_due = touch_due;
+        session.now = now;
+        session
+    }
+
+    /// True if this request asked for a new ID (a login or [`Session::rotate`]) not yet
+    /// committed.
+    pub fn privilege_changed(&self) -> bool {
+        self.privilege.is_some()
+    }
+
+    /// True if this request called [`Session::logout`].
+    pub fn logout_requested(&self) -> bool {
+        self.destroy
+    }
+
+    /// For engines: the commit wrote `record`; the client must now hold `token` (when `Some`).
+    pub fn finish_commit(&mut self, record: Record, token: Option<String>) {
+        self.committed(record, None);
+        self.issued = token;
+    }
+
+    /// For engines: the session is destroyed or was found gone.
+    pub fn finish_gone(&mut self) {
+        self.gone();
+    }
+
+    /// The token the client must be sent after the last commit (a new session, a login, a
+    /// rotation; for stateless sessions, any re-sealed state). This is a secret: it goes to the
+    /// client and nowhere else.
+    pub fn issued_token(&self) -> Option<&str> {
+        self.issued.as_deref()
     }
 
     /// The session ID to send to the client: `None` until a new session is committed, and the
@@ -330,6 +379,7 @@ impl Session {
     pub(crate) fn committed(&mut self, record: Record, id: Option<SessionId>) {
         self.base_version = record.version;
         self.record = record;
+        self.issued = id.as_ref().map(SessionId::expose);
         if id.is_some() {
             self.id = id;
         }
@@ -341,6 +391,7 @@ impl Session {
 
     pub(crate) fn gone(&mut self) {
         self.state = State::Gone;
+        self.issued = None;
         self.changes.clear();
         self.privilege = None;
         self.touch_due = false;
