@@ -1,0 +1,34 @@
+//! What can go wrong before a store exists: bad URLs and options, and timeouts.
+
+use std::time::Duration;
+
+/// Why a [`RedisStore`](crate::RedisStore) could not be set up or an operation gave up.
+///
+/// These travel inside [`StoreError::Backend`](tessera_core::StoreError::Backend) (setup
+/// mistakes) or [`StoreError::Unavailable`](tessera_core::StoreError::Unavailable)
+/// (timeouts), so the `source()` chain names the cause. Messages never contain a URL, which
+/// may hold a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisStoreError {
+    /// The URL's scheme is not `redis://`, `rediss://`, `redis+unix://`, `unix://` or
+    /// `redis+cluster://`.
+    #[error("not a Redis URL (expected redis://, rediss:// or redis+cluster://)")]
+    UnknownScheme,
+    /// A `redis+cluster://` URL or a node list with no node in it.
+    #[error("a Redis Cluster needs at least one node address")]
+    NoClusterNodes,
+    /// The key prefix contains `{` or `}`, which would change the cluster hash tag of every key.
+    #[error("the Redis key prefix must not contain '{{' or '}}'")]
+    InvalidPrefix,
+    /// A pool size of zero.
+    #[error("the Redis connection count must be at least 1")]
+    NoConnections,
+    /// The server did not answer within the operation timeout.
+    #[error("no answer from Redis within {0:?}")]
+    Timeout(Duration),
+    /// A script answered with a value it never returns (a different script under the same
+    /// SHA, or a server bug).
+    #[error("unexpected reply {0} from a Tessera script")]
+    UnexpectedReply(i64),
+}

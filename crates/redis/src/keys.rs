@@ -1,0 +1,104 @@
+//! How records and subject indexes are named in Redis, and which cluster slot a name lands in.
+
+use sha2::{Digest, Sha256};
+use tessera_core::Key;
+
+/// Key names for one store. Every name carries a Redis Cluster hash tag (`{...}`) so that the
+/// slot of a name is decided by the tag alone:
+///
+/// - a session: `PREFIX:{KEYHEX}` (tag: the 64 hex digits of the record's key);
+/// - a subject index: `PREFIX:{SUBJECTHASH}:s` (tag: 32 hex digits of the SHA-256 of the
+///   subject, so the subject itself never appears in a key name).
+///
+/// Each Lua script touches keys of one tag only, so no command ever spans slots.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The name of the hash that holds the record under `key`.
+    pub(crate) fn session(&self, key: &Key) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + 68);
+        name.push_str(&self.prefix);
+        name.push_str(":{");
+        push_hex(&mut name, key.as_bytes());
+        name.push('}');
+        name
+    }
+
+    /// The name of the sorted set that indexes the sessions of `subject`.
+    pub(crate) fn subject(&self, subject: &str) -> String {
+        let digest = Sha256::digest(subject.as_bytes());
+        let mut name = String::with_capacity(self.prefix.len() + 40);
+        name.push_str(&self.prefix);
+        name.push_str(":{");
+        push_hex(&mut name, &digest[..16]);
+        name.push_str("}:s");
+        name
+    }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+}
+
+/// The Redis Cluster slot of a key name (CRC16/XMODEM of the hash tag, or of the whole name
+/// when it has no non-empty tag), as the cluster specification defines it.
+pub(crate) fn slot(name: &[u8]) -> u16 {
+    let tagged = name
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &name[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .filter(|&close| close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(name);
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::SessionId;
+
+    #[test]
+    fn slots_follow_the_cluster_specification() {
+        // Reference values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(slot(b"123456789"), 0x31C3);
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+    }
+
+    #[test]
+    fn names_carry_one_tag_each() {
+        let keys = Keys::new("app");
+        let key = SessionId::generate().key();
+        let name = keys.session(&key);
+        assert!(name.starts_with("app:{") && name.ends_with('}'));
+        assert_eq!(name.len(), "app:{}".len() + 64);
+        let subject = keys.subject("alice");
+        assert!(subject.starts_with("app:{") && subject.ends_with("}:s"));
+        assert!(!subject.contains("alice"));
+        assert_eq!(keys.subject("alice"), subject);
+        assert_ne!(keys.subject("bob"), subject);
+        // Same prefix, different tags: the slot is the tag's, whatever the prefix.
+        assert_eq!(slot(name.as_bytes()), slot(Keys::new("other").session(&key).as_bytes()));
+    }
+}

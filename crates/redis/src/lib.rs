@@ -1,0 +1,103 @@
+//! Tessera's session store for Redis, standalone or Redis Cluster: many app servers (or many
+//! `tessera serve` instances) share their sessions through it, so a load balancer needs no
+//! sticky sessions.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::time::Duration;
+//! use tessera_core::{Commit, Sessions};
+//! use tessera_redis::{RedisOptions, RedisStore};
+//!
+//! // One server, or `redis+cluster://10.0.0.1:7001,10.0.0.2:7001` for a cluster.
+//! let options = RedisOptions::default()
+//!     .key_prefix("shop")
+//!     .operation_timeout(Duration::from_millis(500));
+//! let store = RedisStore::connect_url_with("redis://127.0.0.1:6379", options).await?;
+//! let sessions = Sessions::new(store);
+//!
+//! let mut session = sessions.start();
+//! session.login("alice");
+//! assert_eq!(sessions.commit(&mut session).await?, Commit::Created);
+//! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! None. TLS (`rediss://`) is not compiled in: the driver's TLS features pull in a TLS stack
+//! that the workspace does not otherwise need; a `rediss://` URL fails at connect with a
+//! [`StoreError::Backend`](tessera_core::StoreError::Backend) that says so.
+//!
+//! # Data layout
+//!
+//! - **One hash per session**, `PREFIX:{KEYHEX}`: the whole record as
+//!   [`Record::encode`](tessera_core::Record::encode) makes it, plus the fields the scripts
+//!   change on their own (version, idle deadline, last seen), which override the blob's on load,
+//!   so a touch never rewrites or decodes the blob. A load is one `HMGET`.
+//! - **Native expiry**: every write sets `PEXPIREAT` to the earlier of the two deadlines, so
+//!   Redis frees dead sessions itself and [`purge_expired`](tessera_core::Store::purge_expired)
+//!   has nothing to do (it returns 0). Liveness is still checked against the engine's `now` on
+//!   every operation, so a record Redis has not removed yet is never returned, updated or
+//!   touched.
+//! - **One sorted set per subject**, `PREFIX:{SUBJECTHASH}:s` (the subject's SHA-256, so user
+//!   names never appear in key names), members the records' raw keys, scored with the server's
+//!   time when they were added. The set expires with its longest-lived member.
+//!
+//! # What each operation guarantees
+//!
+//! - `create`: one script, `SET NX` semantics (an existing key is
+//!   [`Duplicate`](tessera_core::StoreError::Duplicate), never overwritten).
+//! - `update`, `touch`: one Lua script each, atomic on the server: check the record is live at
+//!   the passed `now`, check the version (update), write, set the expiry. `touch` never revives
+//!   and caps the idle deadline at the absolute one.
+//! - `rotate`: on a standalone server (and on a cluster in the rare case both keys share a
+//!   slot) **one script**: check old, refuse an existing new key, write new, delete old. On a
+//!   cluster the two keys are random and almost always in different slots, and no script may
+//!   span slots, so it is **create-new, then delete-old-if-version, undoing the create if that
+//!   check fails**. What that gives: the old key disappears atomically with its version check
+//!   (a concurrent update or rotation of the old record makes exactly one of them win); nobody
+//!   can load the new key in between, because its ID has not been handed out yet; a `Conflict`,
+//!   `NotFound` or `Duplicate` leaves both keys as they were. What it does not give: if the
+//!   connection dies between the two steps, the call fails (`Unavailable`) and the old session
+//!   stays valid while the new key is an orphan nobody holds the ID for, which Redis expires at
+//!   its deadline; if the second step ran but its reply was lost, the old key is gone and the
+//!   caller sees an error, so the user is logged out (fail closed, never two live sessions).
+//! - **Subject index, index first**: a record is added to its subject's set *before* the record
+//!   is written (create, rotate, and an update that changes the subject), so an existing record
+//!   is always in its set and "log out everywhere" cannot miss it. The set is pruned lazily:
+//!   `list_subject` and `delete_subject` drop members whose record is gone or belongs to someone
+//!   else, but only members older than [`RedisOptions::index_grace`] (by the server's clock),
+//!   because a younger one may belong to a write still on its way. `delete` does not touch the
+//!   index. `delete_subject` deletes each record with a script that checks it still belongs to
+//!   the subject, so a session re-logged-in as someone else is left alone.
+//! - **Redis Cluster**: every key name carries a hash tag, each script touches one tag only, and
+//!   `list_subject` / `delete_subject` issue one command per record (concurrently), so no
+//!   command ever spans slots.
+//!
+//! # Faults
+//!
+//! Every operation is bounded by [`RedisOptions::operation_timeout`] (default 2 s): a server
+//! that is down or hung gives [`StoreError::Unavailable`](tessera_core::StoreError::Unavailable)
+//! within that time, never a hang and never "no session". Connections reconnect by themselves
+//! in the background, so the store recovers when the server comes back, without being
+//! recreated ([`Store::ping`](tessera_core::Store::ping) tells when).
+//!
+//! # Driver
+//!
+//! [`redis`](https://docs.rs/redis) (redis-rs) with `tokio-comp`, `connection-manager`,
+//! `cluster-async` and `script`, default features off. Chosen over `fred` for its smaller
+//! dependency tree (CI compiles the workspace on two cores) while still giving what this store
+//! needs: multiplexed, self-reconnecting connections (`ConnectionManager`), an async cluster
+//! client that routes `EVALSHA` by key and follows `MOVED`/`ASK`, and `EVALSHA` with automatic
+//! `SCRIPT LOAD` on `NOSCRIPT`.
+
+mod error;
+mod keys;
+mod options;
+mod scripts;
+mod store;
+
+pub use error::RedisStoreError;
+pub use options::RedisOptions;
+pub use store::RedisStore;
