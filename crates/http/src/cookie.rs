@@ -1,0 +1,181 @@
+//! Strict reading of the session cookie, and the `Set-Cookie` values the layer writes.
+//!
+//! Public so that code outside the tower layer (a forward-auth endpoint, another framework)
+//! applies exactly the same rules: every `Cookie` header is read (HTTP/2 may split them), names
+//! match byte for byte, two cookies with the session's name are an error (never "first wins"),
+//! and an oversized header is refused before it is parsed.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue, header::COOKIE};
+//! use tessera_http::cookie::{CookieError, find_session_cookie};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.append(COOKIE, HeaderValue::from_static("theme=dark; __Host-session=abc"));
+//! assert_eq!(find_session_cookie(&headers, "__Host-session"), Ok(Some("abc")));
+//!
+//! headers.append(COOKIE, HeaderValue::from_static("__Host-session=other"));
+//! assert_eq!(
+//!     find_session_cookie(&headers, "__Host-session"),
+//!     Err(CookieError::Duplicate)
+//! );
+//! ```
+
+use http::HeaderMap;
+use http::header::COOKIE;
+
+/// Why the `Cookie` headers of a request were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CookieError {
+    /// The session cookie appears more than once (answer 400): which one the client meant
+    /// cannot be known, and picking one is how cookie-tossing attacks work.
+    #[error("the session cookie appears more than once")]
+    Duplicate,
+    /// All `Cookie` headers together are larger than the limit (answer 431).
+    #[error("the Cookie header is too large")]
+    TooLarge,
+}
+
+/// The default limit on all `Cookie` headers of one request together (8 KiB).
+pub const DEFAULT_MAX_COOKIE_HEADER_BYTES: usize = 8 * 1024;
+
+/// [`find_session_cookie_limited`] with the default limit of 8 KiB.
+///
+/// # Errors
+///
+/// As [`find_session_cookie_limited`].
+pub fn find_session_cookie<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+) -> Result<Option<&'h str>, CookieError> {
+    find_session_cookie_limited(headers, name, DEFAULT_MAX_COOKIE_HEADER_BYTES)
+}
+
+/// Finds the value of the cookie called `name` in every `Cookie` header of `headers`.
+///
+/// - `Ok(None)`: no such cookie (a look-alike name such as `__HOST-session` does not count).
+/// - `Ok(Some(value))`: exactly one, with its raw value (surrounding double quotes are not
+///   removed: a session token never has them, so a quoted value simply fails to parse as one).
+///   A value that is not valid UTF-8 is returned as `Some("")`, which no engine accepts.
+///
+/// # Errors
+///
+/// [`CookieError::TooLarge`] if the headers hold more than `max_bytes` bytes together (checked
+/// before any parsing), [`CookieError::Duplicate`] if the name appears twice.
+pub fn find_session_cookie_limited<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    max_bytes: usize,
+) -> Result<Option<&'h str>, CookieError> {
+    let mut total = 0usize;
+    for value in headers.get_all(COOKIE) {
+        total = total.saturating_add(value.len());
+        if total > max_bytes {
+            return Err(CookieError::TooLarge);
+        }
+    }
+    let mut found = None;
+    for value in headers.get_all(COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let pair = trim_ows(pair);
+            let (cookie_name, cookie_value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (trim_ows(&pair[..i]), trim_ows(&pair[i + 1..])),
+                None => continue,
+            };
+            if cookie_name != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return Err(CookieError::Duplicate);
+            }
+            found = Some(std::str::from_utf8(cookie_value).unwrap_or(""));
+        }
+    }
+    Ok(found)
+}
+
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
+
+    const NAME: &str = "__Host-session";
+
+    #[test]
+    fn finds_the_cookie_among_others() {
+        let h = headers(&[b"a=1; __Host-session=tok;b=2"]);
+        assert_eq!(find_session_cookie_limited(&h, NAME, 8192), Ok(Some("tok")));
+        let h = headers(&[b"a=1", b"b=2", b"__Host-session=tok"]);
+        assert_eq!(find_session_cookie_limited(&h, NAME, 8192), Ok(Some("tok")));
+        let h = headers(&[b"a=1; b"]);
+        assert_eq!(find_session_cookie_limited(&h, NAME, 8192), Ok(None));
+    }
+
+    #[test]
+    fn duplicates_are_errors_across_headers_too() {
+        let h = headers(&[b"__Host-session=a; __Host-session=b"]);
+        assert_eq!(
+            find_session_cookie_limited(&h, NAME, 8192),
+            Err(CookieError::Duplicate)
+        );
+        let h = headers(&[b"__Host-session=a", b"x=1; __Host-session=a"]);
+        assert_eq!(
+            find_session_cookie_limited(&h, NAME, 8192),
+            Err(CookieError::Duplicate)
+        );
+    }
+
+    #[test]
+    fn names_match_byte_for_byte() {
+        for other in [
+            &b"__HOST-session=a"[..],
+            b"__host-session=a",
+            b"__Host-Session=a",
+            b"__Host-session2=a",
+            b"x__Host-session=a",
+        ] {
+            let h = headers(&[other, b"__Host-session=real"]);
+            assert_eq!(
+                find_session_cookie_limited(&h, NAME, 8192),
+                Ok(Some("real"))
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_parsing() {
+        let big = vec![b'a'; 5000];
+        let h = headers(&[&big, &big]);
+        assert_eq!(
+            find_session_cookie_limited(&h, NAME, 8192),
+            Err(CookieError::TooLarge)
+        );
+        assert_eq!(find_session_cookie_limited(&h, NAME, 10_000), Ok(None));
+    }
+
+    #[test]
+    fn non_utf8_values_are_empty() {
+        let h = headers(&[b"__Host-session=\xff\xfe"]);
+        assert_eq!(find_session_cookie_limited(&h, NAME, 8192), Ok(Some("")));
+    }
+}

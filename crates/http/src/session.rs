@@ -1,0 +1,483 @@
+//! The per-request session handle: loads lazily, on first use, and is committed by the layer
+//! after the handler returns.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tessera_core::{
+    ClientInfo, Commit, Engine, Key, Record, Session as CoreSession, SessionId, Timestamp,
+};
+use tokio::sync::Mutex;
+
+use crate::csrf::{self, CsrfFailure, Verdict};
+use crate::rejection::SessionRejection;
+
+/// Log target of every event the layer emits.
+pub(crate) const TARGET: &str = "tessera_http";
+
+/// A request's session, as handlers see it: a cheap, cloneable handle that loads the session
+/// from the engine the first time it is used, so a request that never touches it costs no
+/// store call.
+///
+/// The [`SessionLayer`](crate::SessionLayer) puts one in every request's extensions; with the
+/// `axum` feature it is also an extractor. Changes are written back by the layer after the
+/// handler returns, before the response headers go out.
+///
+/// Every method is `async` (the first call may load) and fails with a [`SessionRejection`]
+/// when the store is down (503), when the request failed the CSRF check (403), or when a value
+/// does not (de)serialize (500). Rejections implement `IntoResponse`, so `?` works in axum
+/// handlers that return `Result<_, SessionRejection>`.
+///
+/// # Example
+///
+/// ```
+/// use tessera_http::{Session, SessionRejection};
+///
+/// async fn add_to_cart(session: Session) -> Result<String, SessionRejection> {
+///     session
+///         .update("cart", |cart: Option<Vec<String>>| {
+///             let mut cart = cart.unwrap_or_default();
+///             cart.push("tea".into());
+///             Some(cart)
+///         })
+///         .await?;
+///     let cart: Vec<String> = session.get("cart").await?.unwrap_or_default();
+///     Ok(format!("{} items", cart.len()))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("token_presented", &self.shared.token.is_some())
+            .field("verdict", &self.shared.verdict)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    engine: Arc<dyn Engine>,
+    /// The token the client presented (cookie value or bearer token): a secret, never logged.
+    token: Option<Box<str>>,
+    client: ClientInfo,
+    verdict: Verdict,
+    exempt: AtomicBool,
+    slot: Mutex<Slot>,
+}
+
+enum Slot {
+    Unloaded,
+    Loaded(Box<Loaded>),
+    Finished,
+}
+
+struct Loaded {
+    session: CoreSession,
+    /// The CSRF check failed: the session may not be read or changed, and is not committed.
+    blocked: Option<CsrfFailure>,
+    /// A token was presented, but the engine did not know it (unknown, expired, malformed).
+    presented_dead: bool,
+    outcome: Outcome,
+}
+
+/// What the commits of one request mean for the client.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// A token to send (new session, login, rotation, re-sealed stateless state).
+    pub(crate) issued: Option<String>,
+    /// The session's absolute deadline, which bounds the cookie's `Max-Age`.
+    pub(crate) absolute_deadline: Option<Timestamp>,
+    /// Tell the client to forget its token.
+    pub(crate) clear: bool,
+    /// The session was destroyed by this request (logout): also send `Clear-Site-Data`.
+    pub(crate) destroyed: bool,
+    /// The engine's time at the last commit.
+    pub(crate) now: Option<Timestamp>,
+}
+
+impl Outcome {
+    pub(crate) fn touches_client(&self) -> bool {
+        self.issued.is_some() || self.clear
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        engine: Arc<dyn Engine>,
+        token: Option<Box<str>>,
+        client: ClientInfo,
+        verdict: Verdict,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                engine,
+                token,
+                client,
+                verdict,
+                exempt: AtomicBool::new(false),
+                slot: Mutex::new(Slot::Unloaded),
+            }),
+        }
+    }
+
+    /// Turns the CSRF check off for this request (what [`NoCsrf`](crate::NoCsrf) does).
+    pub(crate) fn exempt_from_csrf(&self) {
+        self.shared.exempt.store(true, Ordering::Release);
+    }
+
+    /// Runs `f` on the loaded session, loading it first if needed.
+    async fn with_loaded<R>(
+        &self,
+        f: impl FnOnce(&mut Loaded) -> Result<R, SessionRejection>,
+    ) -> Result<R, SessionRejection> {
+        let mut slot = self.shared.slot.lock().await;
+        if matches!(*slot, Slot::Unloaded) {
+            *slot = Slot::Loaded(Box::new(self.shared.load().await?));
+        }
+        match &mut *slot {
+            Slot::Loaded(loaded) => match loaded.blocked {
+                Some(reason) => Err(SessionRejection::Csrf(reason)),
+                None => f(loaded),
+            },
+            Slot::Finished => Err(SessionRejection::Finished),
+            Slot::Unloaded => unreachable!("loaded above"),
+        }
+    }
+
+    /// Runs `f` on the engine's session object, for anything this handle has no method for.
+    ///
+    /// # Errors
+    ///
+    /// As every method of this type: store outage (503), failed CSRF check (403).
+    pub async fn with<R>(
+        &self,
+        f: impl FnOnce(&mut CoreSession) -> R,
+    ) -> Result<R, SessionRejection> {
+        self.with_loaded(|l| Ok(f(&mut l.session))).await
+    }
+
+    /// Reads the value under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionRejection::Data`] if the stored value is not a `T`, and as [`Session::with`].
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionRejection> {
+        self.with_loaded(|l| Ok(l.session.get(key)?)).await
+    }
+
+    /// Sets `key` to `value` (a blind write).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionRejection::Data`] if `value` does not serialize, and as [`Session::with`].
+    pub async fn insert<T: Serialize + ?Sized + Sync>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), SessionRejection> {
+        self.with_loaded(|l| Ok(l.session.insert(key, value)?))
+            .await
+    }
+
+    /// Removes `key`; returns whether it was there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn remove(&self, key: &str) -> Result<bool, SessionRejection> {
+        self.with_loaded(|l| Ok(l.session.remove(key))).await
+    }
+
+    /// Removes every data entry (the session itself and its login stay).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn clear(&self) -> Result<(), SessionRejection> {
+        self.with_loaded(|l| {
+            l.session.clear();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Read-modify-write of one value; on a commit conflict `f` runs again on the value another
+    /// request committed, so concurrent updates (a cart, a counter) are never lost. `f` may run
+    /// more than once and must not have side effects.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionRejection::Data`] if the stored value is not a `T`, and as [`Session::with`].
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<(), SessionRejection>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Fn(Option<T>) -> Option<T> + Send + Sync + 'static,
+    {
+        self.with_loaded(|l| Ok(l.session.update(key, f)?)).await
+    }
+
+    /// Logs `subject` in: at commit the session gets a new ID (the old one dies at once) and a
+    /// new CSRF secret, so tokens minted before the login stop working.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn login(&self, subject: impl Into<Arc<str>>) -> Result<(), SessionRejection> {
+        let subject = subject.into();
+        self.with_loaded(|l| {
+            l.session.login(subject);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Gives the session a new ID and CSRF secret at commit, keeping the subject: for any
+    /// privilege change other than a login.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn rotate(&self) -> Result<(), SessionRejection> {
+        self.with_loaded(|l| {
+            l.session.rotate();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Destroys the session at commit; the layer expires the cookie with the same attributes
+    /// and sends `Clear-Site-Data: "cache", "cookies", "storage"`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn logout(&self) -> Result<(), SessionRejection> {
+        self.with_loaded(|l| {
+            l.session.logout();
+            Ok(())
+        })
+        .await
+    }
+
+    /// The logged-in subject, if any (including a login made by this request).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn subject(&self) -> Result<Option<String>, SessionRejection> {
+        self.with_loaded(|l| Ok(l.session.subject().map(str::to_owned)))
+            .await
+    }
+
+    /// A CSRF token for forms (field `csrf_token`) and scripts (header `X-CSRF-Token`).
+    ///
+    /// Masked afresh on every call, so embedding it in a compressed page that also reflects
+    /// user input leaks nothing (BREACH). It is bound to the session's CSRF secret, which
+    /// changes at login. A new session is stored so that the token can be checked on the next
+    /// request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn csrf_token(&self) -> Result<String, SessionRejection> {
+        self.with_loaded(|l| {
+            if l.session.is_new() && !l.session.is_modified() {
+                // The engine stores a new session only when something is in it; the secret
+                // behind the token must survive to the next request.
+                l.session.insert(CSRF_MARKER, &true)?;
+            }
+            Ok(csrf::mask(l.session.csrf_secret()))
+        })
+        .await
+    }
+
+    /// The session's non-secret handle (the store key), as device lists show it; `None` for a
+    /// session not stored yet, or for engines without one (stateless tokens).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn handle(&self) -> Result<Option<Key>, SessionRejection> {
+        self.with_loaded(|l| Ok(l.session.key())).await
+    }
+
+    /// True if the request presented a live session (rather than getting a new one).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn exists(&self) -> Result<bool, SessionRejection> {
+        self.with_loaded(|l| Ok(!l.session.is_new())).await
+    }
+
+    /// A copy of the record as this request sees it (subject, data, deadlines, client).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::with`].
+    pub async fn record(&self) -> Result<Record, SessionRejection> {
+        self.with_loaded(|l| Ok(l.session.record().clone())).await
+    }
+
+    /// Commits now instead of after the handler, and returns the token the client must be
+    /// given, if a new one was issued: for bearer APIs whose login handler returns the token
+    /// in its body. The layer still sends it too (cookie or response header), and commits any
+    /// later change after the handler.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionRejection::Unavailable`] if the store fails, [`SessionRejection::LimitReached`]
+    /// if a login is refused, and as [`Session::with`].
+    pub async fn commit_now(&self) -> Result<Option<String>, SessionRejection> {
+        let engine = self.shared.engine.clone();
+        let mut slot = self.shared.slot.lock().await;
+        if matches!(*slot, Slot::Unloaded) {
+            *slot = Slot::Loaded(Box::new(self.shared.load().await?));
+        }
+        let Slot::Loaded(loaded) = &mut *slot else {
+            return Err(SessionRejection::Finished);
+        };
+        if let Some(reason) = loaded.blocked {
+            return Err(SessionRejection::Csrf(reason));
+        }
+        loaded.commit(&*engine).await?;
+        Ok(loaded.session.issued_token().map(str::to_owned))
+    }
+
+    /// Loads the session (if the handler used it) and commits it; called once by the layer.
+    pub(crate) async fn finish(
+        &self,
+        log_read_only_failure: bool,
+    ) -> Result<Outcome, SessionRejection> {
+        let slot = std::mem::replace(&mut *self.shared.slot.lock().await, Slot::Finished);
+        let Slot::Loaded(mut loaded) = slot else {
+            return Ok(Outcome::default());
+        };
+        if loaded.blocked.is_some() {
+            return Ok(Outcome::default());
+        }
+        let read_only = !loaded.session.is_modified();
+        match loaded.commit(&*self.shared.engine).await {
+            Ok(()) => {}
+            Err(rejection) if read_only && log_read_only_failure => {
+                tracing::warn!(target: TARGET, session = %short(&loaded.session), error = %rejection,
+                    "committing a read-only session failed; the response goes out unchanged");
+            }
+            Err(rejection) => return Err(rejection),
+        }
+        let mut outcome = loaded.outcome;
+        if loaded.presented_dead && !outcome.touches_client() && loaded.session.is_new() {
+            // The client holds a token nobody knows: make it forget it.
+            outcome.clear = true;
+        }
+        Ok(outcome)
+    }
+
+    /// Whether the handler used the session (for `Vary`).
+    pub(crate) fn was_loaded(&self) -> bool {
+        self.shared
+            .slot
+            .try_lock()
+            .map(|slot| !matches!(*slot, Slot::Unloaded))
+            .unwrap_or(true)
+    }
+}
+
+/// The data key that keeps a new session whose only content is its CSRF secret.
+const CSRF_MARKER: &str = "_tessera.csrf";
+
+impl Shared {
+    async fn load(&self) -> Result<Loaded, SessionRejection> {
+        let (session, presented_dead) = match &self.token {
+            None => (self.engine.start(self.client.clone()), false),
+            Some(token) => match self.engine.load(token).await {
+                Ok(Some(session)) => (session, false),
+                Ok(None) => {
+                    tracing::info!(target: TARGET, presented = %token_short(token),
+                        "unknown, expired or malformed session token presented; starting a new session");
+                    (self.engine.start(self.client.clone()), true)
+                }
+                Err(error) => {
+                    tracing::error!(target: TARGET, %error, "loading the session failed");
+                    return Err(SessionRejection::from_engine(error));
+                }
+            },
+        };
+        let blocked = if self.exempt.load(Ordering::Acquire) {
+            None
+        } else {
+            match &self.verdict {
+                Verdict::NotChecked | Verdict::Passed => None,
+                Verdict::Failed(reason) => Some(*reason),
+                Verdict::NeedsToken(None) => Some(CsrfFailure::MissingToken),
+                Verdict::NeedsToken(Some(token)) => {
+                    (!csrf::verify(session.csrf_secret(), token)).then_some(CsrfFailure::BadToken)
+                }
+            }
+        };
+        if let Some(reason) = blocked {
+            tracing::warn!(target: TARGET, session = %short(&session), %reason, "CSRF check failed");
+        }
+        Ok(Loaded {
+            session,
+            blocked,
+            presented_dead,
+            outcome: Outcome::default(),
+        })
+    }
+}
+
+impl Loaded {
+    async fn commit(&mut self, engine: &dyn Engine) -> Result<(), SessionRejection> {
+        let commit = match engine.commit(&mut self.session).await {
+            Ok(commit) => commit,
+            Err(error) => {
+                tracing::error!(target: TARGET, session = %short(&self.session), %error, "committing the session failed");
+                return Err(SessionRejection::from_engine(error));
+            }
+        };
+        let session = short(&self.session);
+        match commit {
+            Commit::Created => tracing::info!(target: TARGET, %session, "session created"),
+            Commit::Rotated => {
+                tracing::info!(target: TARGET, %session, "session rotated: new ID issued, old one invalidated");
+            }
+            Commit::Destroyed => tracing::info!(target: TARGET, "session destroyed (logout)"),
+            Commit::Ended => {
+                tracing::info!(target: TARGET, "session expired or was revoked while in use; changes dropped");
+            }
+            _ => {}
+        }
+        let outcome = &mut self.outcome;
+        outcome.now = Some(engine.now());
+        if commit.clears_id() {
+            outcome.issued = None;
+            outcome.clear = true;
+            outcome.destroyed |= commit == Commit::Destroyed;
+        } else if let Some(token) = self.session.issued_token() {
+            outcome.issued = Some(token.to_owned());
+            outcome.absolute_deadline = Some(self.session.record().absolute_deadline);
+            outcome.clear = false;
+        }
+        Ok(())
+    }
+}
+
+/// The short, non-secret handle of a session for logs ("-" when it has none).
+fn short(session: &CoreSession) -> String {
+    session
+        .key()
+        .map_or_else(|| "-".to_owned(), |key| key.short())
+}
+
+/// The short handle a presented token would have, if it is shaped like a session ID. The key
+/// is a hash of the ID, so this reveals nothing of the token.
+fn token_short(token: &str) -> String {
+    SessionId::parse(token).map_or_else(|| "malformed".to_owned(), |id| id.key().short())
+}

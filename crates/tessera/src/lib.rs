@@ -1,0 +1,54 @@
+//! Session management for Rust web applications: the one crate an app adds.
+//!
+//! It re-exports the session engine ([`tessera_core`], as [`core`]), the tower/axum HTTP layer
+//! ([`tessera_http`], as [`http`]) and, by feature, the store backends. The names most apps need
+//! are at the top level.
+//!
+//! # Example
+//!
+//! ```
+//! use tessera::{MemoryStore, Session, SessionConfig, SessionLayer, SessionRejection, Sessions};
+//! use axum::{Router, routing::get};
+//!
+//! async fn hello(session: Session) -> Result<String, SessionRejection> {
+//!     let name: Option<String> = session.subject().await?;
+//!     Ok(format!("hello {}", name.as_deref().unwrap_or("stranger")))
+//! }
+//!
+//! let sessions = Sessions::new(MemoryStore::new());
+//! let app: Router = Router::new()
+//!     .route("/", get(hello))
+//!     .layer(SessionLayer::new(sessions, SessionConfig::default())?);
+//! # Ok::<_, tessera::ConfigError>(())
+//! ```
+//!
+//! A complete app (cart, login, logout, device list, CSRF-protected forms) is in
+//! `examples/shop.rs`: `cargo run -p tessera --example shop`.
+//!
+//! # Features
+//!
+//! - `axum` (default): the axum extractors ([`Session`], [`MaybeSession`]).
+//!
+//! Backend features (`sqlite`, `postgres`, `mysql`, `redis`, `memcached`, `token`) are added as
+//! the backend crates land; each re-exports its crate under the backend's name.
+//!
+//! # Design
+//!
+//! One facade with additive features keeps the app's `Cargo.toml` to one line while every
+//! backend's driver stays out of builds that do not ask for it. The engine's `Session` (the
+//! request's view of a record) is [`core::Session`]; the top-level [`Session`] is the HTTP
+//! handle handlers take.
+
+pub use tessera_core as core;
+pub use tessera_http as http;
+
+pub use tessera_core::{
+    ClientInfo, Commit, Engine, Error, Key, LimitAction, ManualClock, MemoryStore, Policy, Record,
+    SessionId, Sessions, Store, StoreError, SystemClock, Timestamp,
+};
+#[cfg(feature = "axum")]
+pub use tessera_http::MaybeSession;
+pub use tessera_http::{
+    ConfigError, CsrfFailure, NoCsrf, SameSite, Session, SessionConfig, SessionLayer,
+    SessionRejection,
+};
