@@ -1,0 +1,183 @@
+//! Test harness: starts the built `tessera` binary on a free port (it binds port 0 and prints
+//! the address it got) and talks to it over HTTP.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A running `tessera serve`.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub api_key: String,
+    pub dir: PathBuf,
+    pub client: reqwest::Client,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// The stores every API and demo test runs against.
+pub fn stores() -> Vec<&'static str> {
+    vec!["memory:", "sqlite"]
+}
+
+/// A command with no `TESSERA_*` variable leaking in from the environment.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TESSERA_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.current_dir(dir).kill_on_drop(true);
+    cmd
+}
+
+impl Server {
+    /// Starts `tessera serve` on `store` ("sqlite" means a database in a fresh temp dir) with
+    /// extra flags.
+    pub async fn start(store: &str, extra: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().to_path_buf();
+        let mut server = Self::start_in(&dir, store, extra, &[]).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts in `dir` (kept by the caller), with extra environment variables.
+    pub async fn start_in(dir: &Path, store: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let store_flag = if store == "sqlite" {
+            format!("sqlite:{}", dir.join("tessera.db").display())
+        } else {
+            store.to_owned()
+        };
+        let mut cmd = command(dir);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--store", &store_flag])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start tessera");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("TESSERA_TEST_LOGS").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let mut base = None;
+        let mut api_key = None;
+        let banner = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    base = Some(rest.trim().to_owned());
+                }
+                if line.starts_with("admin API key") {
+                    if let Some((_, key)) = line.rsplit_once(": ") {
+                        api_key = Some(key.trim().to_owned());
+                    }
+                }
+                if line.starts_with("demo: ") {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, banner)
+            .await
+            .expect("the server printed its banner in time");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let base = base.expect("a listen address in the banner");
+        Self {
+            child,
+            base,
+            api_key: api_key.unwrap_or_default(),
+            dir: dir.to_path_buf(),
+            client: client(),
+            _temp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the API key.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(&self.api_key)
+    }
+
+    /// Creates a session through the API; returns (token, view).
+    pub async fn create(&self, body: serde_json::Value) -> (String, serde_json::Value) {
+        let response = self
+            .api(reqwest::Method::POST, "/v1/sessions")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let json: serde_json::Value = response.json().await.unwrap();
+        (
+            json["token"].as_str().unwrap().to_owned(),
+            json["session"].clone(),
+        )
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the server stopped in time")
+            .unwrap()
+    }
+}
+
+/// A client that follows no redirects and keeps no cookies (tests handle both by hand).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// Runs the binary to completion (bounded); returns (exit code, stdout, stderr).
+pub async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = command(dir);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("the command finished in time")
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
