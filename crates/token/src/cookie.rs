@@ -186,9 +186,9 @@ impl Codec for CookieCodec {
 /// An RFC 6265 cookie-name token: visible ASCII without separators.
 fn is_cookie_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 #[cfg(test)]
@@ -240,7 +240,10 @@ mod tests {
         assert!(codec.open_bytes(&padded).is_none());
         assert!(matches!(
             codec.seal_bytes(&[0u8; 3100]),
-            Err(TokenError::TooLarge { limit: MAX_COOKIE_BYTES, .. })
+            Err(TokenError::TooLarge {
+                limit: MAX_COOKIE_BYTES,
+                ..
+            })
         ));
     }
 }

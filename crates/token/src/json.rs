@@ -97,7 +97,15 @@ mod tests {
 
     #[test]
     fn non_json_and_trailing_bytes_are_refused() {
-        for bad in [&b""[..], b"{", b"{}x", b"{} {}", b"{'a':1}", b"NaN", b"\xff"] {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"{}x",
+            b"{} {}",
+            b"{'a':1}",
+            b"NaN",
+            b"\xff",
+        ] {
             assert!(parse_strict(bad).is_none(), "{bad:?}");
         }
         assert_eq!(parse_strict(b" {} "), Some(Value::Object(Map::new())));

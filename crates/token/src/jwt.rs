@@ -197,7 +197,10 @@ impl JwtCodec {
         let iat = now.as_millis() / 1000;
         Claims {
             iss: self.issuer.as_deref().map(str::to_owned),
-            aud: self.audience.as_deref().map(|a| Audience::One(a.to_owned())),
+            aud: self
+                .audience
+                .as_deref()
+                .map(|a| Audience::One(a.to_owned())),
             sub: record.subject.as_deref().map(str::to_owned),
             iat,
             nbf: Some(iat),

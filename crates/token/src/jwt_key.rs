@@ -178,8 +178,8 @@ impl JwtKey {
     pub fn hs256(id: &str, secret: &[u8]) -> Result<Self, KeyError> {
         let id = KeyId::new(id)?;
         check_material(secret, MIN_KEY_BYTES)?;
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-            .expect("HMAC takes keys of any length");
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
         Ok(Self::build(
             id,
             Kind::Hs256 {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_core::{
-    ClientInfo, Clock, Commit, Data, Error, Key, Policy, Record, Session, StoreError,
-    SystemClock, Timestamp,
+    ClientInfo, Clock, Commit, Data, Error, Key, Policy, Record, Session, StoreError, SystemClock,
+    Timestamp,
 };
 
 use crate::error::TokenError;

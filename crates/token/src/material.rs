@@ -69,7 +69,9 @@ pub(crate) fn check_material(bytes: &[u8], min: usize) -> Result<(), KeyError> {
         });
     }
     if bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
-        return Err(KeyError::LowEntropy("text (a passphrase, or undecoded hex/base64)"));
+        return Err(KeyError::LowEntropy(
+            "text (a passphrase, or undecoded hex/base64)",
+        ));
     }
     let mut seen = [false; 256];
     for &b in bytes {
@@ -107,7 +109,16 @@ mod tests {
         for good in ["a", "k1", "2026-11_primary", &"x".repeat(32)] {
             assert!(KeyId::new(good).is_ok(), "{good}");
         }
-        for bad in ["", "../k1", "k1/..", "k.1", "k 1", "k1\0", "ключ", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "../k1",
+            "k1/..",
+            "k.1",
+            "k 1",
+            "k1\0",
+            "ключ",
+            &"x".repeat(33),
+        ] {
             assert!(matches!(KeyId::new(bad), Err(KeyError::InvalidId)), "{bad}");
         }
     }
@@ -149,6 +160,9 @@ mod tests {
         let std = STANDARD.encode(key);
         assert_eq!(decode_base64(&url).unwrap(), key);
         assert_eq!(decode_base64(&std).unwrap(), key);
-        assert!(matches!(decode_base64("not base64!"), Err(KeyError::Base64(_))));
+        assert!(matches!(
+            decode_base64("not base64!"),
+            Err(KeyError::Base64(_))
+        ));
     }
 }

@@ -188,7 +188,12 @@ impl Revocation {
     ) -> Result<(), Error> {
         let key = Self::valid_after_key(subject);
         let stored = self
-            .put(key, at, keep_until.max(at.saturating_add(Duration::from_millis(1))), Some(at))
+            .put(
+                key,
+                at,
+                keep_until.max(at.saturating_add(Duration::from_millis(1))),
+                Some(at),
+            )
             .await?;
         self.remember(key, Entry::ValidAfter(stored), at);
         tracing::info!(subject, "stateless sessions of the subject revoked");
@@ -254,7 +259,11 @@ impl Revocation {
         let mut blocked = false;
         for _ in 0..MAX_ATTEMPTS {
             let Some(existing) = self.store.load(&key, now).await? else {
-                match self.store.create(&marker(key, now, until, valid_after)).await {
+                match self
+                    .store
+                    .create(&marker(key, now, until, valid_after))
+                    .await
+                {
                     Ok(()) => return Ok(valid_after),
                     Err(StoreError::Duplicate) if blocked => {
                         // A dead entry the store has not purged yet holds the key.
@@ -417,8 +426,16 @@ mod tests {
             assert_eq!(rev.valid_after("alice", t(11)).await.unwrap(), Some(t(10)));
             rev.revoke_subject("alice", t(20), t(1000)).await.unwrap();
             assert_eq!(rev.valid_after("alice", t(21)).await.unwrap(), Some(t(20)));
-            assert!(rev.is_revoked("j", Some("alice"), t(19), t(21)).await.unwrap());
-            assert!(!rev.is_revoked("j", Some("alice"), t(20), t(21)).await.unwrap());
+            assert!(
+                rev.is_revoked("j", Some("alice"), t(19), t(21))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !rev.is_revoked("j", Some("alice"), t(20), t(21))
+                    .await
+                    .unwrap()
+            );
             assert!(!rev.is_revoked("j", Some("bob"), t(1), t(21)).await.unwrap());
             assert!(!rev.is_revoked("j", None, t(1), t(21)).await.unwrap());
             assert!(store.list_subject("alice", t(21)).await.unwrap().is_empty());
