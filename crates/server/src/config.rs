@@ -78,6 +78,7 @@ pub(crate) struct ServeConfig {
     pub(crate) store: StoreUrl,
     pub(crate) policy: Policy,
     pub(crate) api_key: Option<String>,
+    /// Empty: the bound address's own origins (filled in once bound).
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) insecure_cookies: bool,
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
@@ -143,16 +144,13 @@ impl ServeConfig {
         };
 
         let insecure_cookies = args.insecure_cookies || file.insecure_cookies.unwrap_or(false);
-        let mut allowed_origins = if args.allowed_origins.is_empty() {
+        let allowed_origins = if args.allowed_origins.is_empty() {
             file.allowed_origin
         } else {
             args.allowed_origins
         };
         for origin in &allowed_origins {
             check_origin(origin)?;
-        }
-        if allowed_origins.is_empty() {
-            allowed_origins = own_origins(listen, tls.is_some());
         }
         Ok(Self {
             listen,
@@ -205,7 +203,7 @@ fn check_origin(origin: &str) -> anyhow::Result<()> {
 }
 
 /// The origins a browser uses to reach the listen address itself.
-fn own_origins(listen: SocketAddr, tls: bool) -> Vec<String> {
+pub(crate) fn own_origins(listen: SocketAddr, tls: bool) -> Vec<String> {
     let scheme = if tls { "https" } else { "http" };
     let port = listen.port();
     let mut hosts: Vec<String> = Vec::new();

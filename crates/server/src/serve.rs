@@ -55,6 +55,11 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("cannot read the listen address")?;
+    let mut config = config;
+    if config.allowed_origins.is_empty() {
+        // The bound address, not the configured one: `--listen 127.0.0.1:0` gets a real port.
+        config.allowed_origins = crate::config::own_origins(local, tls.is_some());
+    }
 
     let sessions = Sessions::from_arc(Arc::new(MeteredStore::new(store)))
         .with_policy(config.policy.clone());
@@ -75,13 +80,13 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Some(tls) => {
             axum_server::from_tcp_rustls(listener, tls)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
         }
         None => {
             axum_server::from_tcp(listener)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
         }
     };
