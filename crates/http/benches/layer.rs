@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p tessera-http --bench layer -- --warm-up-time 1 --measurement-time 3`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;

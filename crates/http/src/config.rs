@@ -281,12 +281,10 @@ impl SessionConfig {
         // spelling so that a misconfiguration is caught here rather than ignored in production.
         let lower = self.cookie_name.to_ascii_lowercase();
         let host = lower.starts_with("__host-");
-        if host || lower.starts_with("__secure-") {
-            if !self.secure {
-                return Err(ConfigError::PrefixWithoutSecure(
-                    self.cookie_name.to_string(),
-                ));
-            }
+        if (host || lower.starts_with("__secure-")) && !self.secure {
+            return Err(ConfigError::PrefixWithoutSecure(
+                self.cookie_name.to_string(),
+            ));
         }
         if host {
             if self.domain.is_some() {

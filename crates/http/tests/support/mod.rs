@@ -64,7 +64,12 @@ impl Store for CountingStore {
         }
         self.inner.load(key, now).await
     }
-    async fn update(&self, record: &Record, expected: u64, now: Timestamp) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        record: &Record,
+        expected: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.write()?;
         self.inner.update(record, expected, now).await
     }
@@ -76,7 +81,13 @@ impl Store for CountingStore {
         self.write()?;
         self.inner.delete(key).await
     }
-    async fn rotate(&self, old: &Key, expected: u64, new: &Record, now: Timestamp) -> Result<(), StoreError> {
+    async fn rotate(
+        &self,
+        old: &Key,
+        expected: u64,
+        new: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.write()?;
         self.inner.rotate(old, expected, new, now).await
     }
@@ -84,7 +95,12 @@ impl Store for CountingStore {
         self.count();
         self.inner.list_subject(subject, now).await
     }
-    async fn delete_subject(&self, subject: &str, except: Option<&Key>, now: Timestamp) -> Result<u64, StoreError> {
+    async fn delete_subject(
+        &self,
+        subject: &str,
+        except: Option<&Key>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.write()?;
         self.inner.delete_subject(subject, except, now).await
     }
@@ -113,7 +129,11 @@ pub fn fixture_with_barrier(config: SessionConfig, parties: usize) -> Fixture {
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let sessions = Sessions::from_arc(store.clone())
         .with_clock(clock.clone())
-        .with_policy(Policy::default().idle_timeout(IDLE).absolute_timeout(ABSOLUTE));
+        .with_policy(
+            Policy::default()
+                .idle_timeout(IDLE)
+                .absolute_timeout(ABSOLUTE),
+        );
     let barrier = Arc::new(Barrier::new(parties));
     let layer = SessionLayer::new(sessions.clone(), config).expect("valid config");
     Fixture {
@@ -125,13 +145,19 @@ pub fn fixture_with_barrier(config: SessionConfig, parties: usize) -> Fixture {
     }
 }
 
-type Result<T> = std::result::Result<T, SessionRejection>;
+type R<T> = std::result::Result<T, SessionRejection>;
 
 fn app(barrier: Arc<Barrier>) -> Router {
     Router::new()
-        .route("/plain", get(|| async { "plain" }).post(|| async { "plain" }))
+        .route(
+            "/plain",
+            get(|| async { "plain" }).post(|| async { "plain" }),
+        )
         .route("/get/{key}", get(read))
-        .route("/set/{key}/{value}", post(set))
+        .route(
+            "/set/{key}/{value}",
+            post(set).put(set).patch(set).delete(set),
+        )
         .route("/append/{item}", post(append))
         .route("/login/{user}", post(login))
         .route("/logout", post(logout))
@@ -147,19 +173,19 @@ fn app(barrier: Arc<Barrier>) -> Router {
         .layer(Extension(barrier))
 }
 
-async fn read(session: Session, Path(key): Path<String>) -> Result<String> {
+async fn read(session: Session, Path(key): Path<String>) -> R<String> {
     Ok(session
         .get::<String>(&key)
         .await?
         .unwrap_or_else(|| "none".into()))
 }
 
-async fn set(session: Session, Path((key, value)): Path<(String, String)>) -> Result<&'static str> {
+async fn set(session: Session, Path((key, value)): Path<(String, String)>) -> R<&'static str> {
     session.insert(&key, &value).await?;
     Ok("set")
 }
 
-async fn append(session: Session, Path(item): Path<String>) -> Result<String> {
+async fn append(session: Session, Path(item): Path<String>) -> R<String> {
     session
         .update("items", move |items: Option<Vec<String>>| {
             let mut items = items.unwrap_or_default();
@@ -170,30 +196,33 @@ async fn append(session: Session, Path(item): Path<String>) -> Result<String> {
     Ok("appended".into())
 }
 
-async fn login(session: Session, Path(user): Path<String>) -> Result<&'static str> {
+async fn login(session: Session, Path(user): Path<String>) -> R<&'static str> {
     session.login(user).await?;
     Ok("logged in")
 }
 
-async fn logout(session: Session) -> Result<&'static str> {
+async fn logout(session: Session) -> R<&'static str> {
     session.logout().await?;
     Ok("logged out")
 }
 
-async fn rotate(session: Session) -> Result<&'static str> {
+async fn rotate(session: Session) -> R<&'static str> {
     session.rotate().await?;
     Ok("rotated")
 }
 
-async fn token(session: Session) -> Result<String> {
+async fn token(session: Session) -> R<String> {
     session.csrf_token().await
 }
 
-async fn whoami(session: Session) -> Result<String> {
-    Ok(session.subject().await?.unwrap_or_else(|| "anonymous".into()))
+async fn whoami(session: Session) -> R<String> {
+    Ok(session
+        .subject()
+        .await?
+        .unwrap_or_else(|| "anonymous".into()))
 }
 
-async fn maybe(MaybeSession(session): MaybeSession) -> Result<String> {
+async fn maybe(MaybeSession(session): MaybeSession) -> R<String> {
     Ok(match session {
         Some(s) => format!("some {}", s.subject().await?.unwrap_or_default()),
         None => "none".into(),
@@ -205,17 +234,17 @@ struct Note {
     note: String,
 }
 
-async fn form(session: Session, Form(note): Form<Note>) -> Result<String> {
+async fn form(session: Session, Form(note): Form<Note>) -> R<String> {
     session.insert("note", &note.note).await?;
     Ok(format!("noted {}", note.note))
 }
 
-async fn hook(session: Session) -> Result<&'static str> {
+async fn hook(session: Session) -> R<&'static str> {
     session.insert("hooked", "yes").await?;
     Ok("hooked")
 }
 
-async fn bearer_login(session: Session, Path(user): Path<String>) -> Result<String> {
+async fn bearer_login(session: Session, Path(user): Path<String>) -> R<String> {
     session.login(user).await?;
     Ok(session.commit_now().await?.unwrap_or_default())
 }
@@ -224,7 +253,7 @@ async fn slow_set(
     session: Session,
     Extension(barrier): Extension<Arc<Barrier>>,
     Path((key, value)): Path<(String, String)>,
-) -> Result<&'static str> {
+) -> R<&'static str> {
     // Load first, then wait for the other request to have loaded too: both commit against the
     // same version, so one of them must replay.
     let _ = session.get::<String>(&key).await?;
@@ -237,7 +266,7 @@ async fn slow_append(
     session: Session,
     Extension(barrier): Extension<Arc<Barrier>>,
     Path(item): Path<String>,
-) -> Result<&'static str> {
+) -> R<&'static str> {
     let _ = session.get::<Vec<String>>("items").await?;
     barrier.wait().await;
     session
