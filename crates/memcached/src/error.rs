@@ -16,7 +16,9 @@ pub enum MemcachedError {
     InvalidUrl,
     /// The key prefix is longer than 180 bytes or holds whitespace or control characters,
     /// which Memcached keys cannot contain.
-    #[error("the Memcached key prefix must be at most 180 bytes without whitespace or control characters")]
+    #[error(
+        "the Memcached key prefix must be at most 180 bytes without whitespace or control characters"
+    )]
     InvalidPrefix,
     /// A pool size of zero.
     #[error("the Memcached pool size must be at least 1")]

@@ -24,7 +24,7 @@ pub(crate) struct Item {
 
 /// What a storage command answered.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
+pub(crate) enum StoreReply {
     /// `STORED`.
     Stored,
     /// `NOT_STORED`: `add` found the key present.
@@ -71,7 +71,7 @@ pub(crate) enum Reply {
     /// From `gets`.
     Item(Option<Item>),
     /// From `add` / `cas`.
-    Stored(Stored),
+    Stored(StoreReply),
     /// From `delete` (whether or not there was something to delete).
     Deleted,
     /// From `version`.
@@ -142,7 +142,7 @@ impl Connection {
         key: &str,
         exptime: i64,
         data: &[u8],
-    ) -> Result<Stored, MemcachedError> {
+    ) -> Result<StoreReply, MemcachedError> {
         let header = match verb {
             Verb::Add => format!("add {key} 0 {exptime} {}\r\n", data.len()),
             Verb::Cas(token) => format!("cas {key} 0 {exptime} {} {token}\r\n", data.len()),
@@ -150,10 +150,10 @@ impl Connection {
         self.send(&[header.as_bytes(), data, b"\r\n"]).await?;
         self.read_line().await?;
         match self.line.as_slice() {
-            b"STORED" => Ok(Stored::Stored),
-            b"NOT_STORED" => Ok(Stored::NotStored),
-            b"EXISTS" => Ok(Stored::Exists),
-            b"NOT_FOUND" => Ok(Stored::NotFound),
+            b"STORED" => Ok(StoreReply::Stored),
+            b"NOT_STORED" => Ok(StoreReply::NotStored),
+            b"EXISTS" => Ok(StoreReply::Exists),
+            b"NOT_FOUND" => Ok(StoreReply::NotFound),
             _ => Err(self.unexpected()),
         }
     }
@@ -198,7 +198,9 @@ impl Connection {
             return Err(MemcachedError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         if !self.line.ends_with(b"\r\n") {
-            return Err(MemcachedError::Protocol("reply line too long or not CRLF-terminated"));
+            return Err(MemcachedError::Protocol(
+                "reply line too long or not CRLF-terminated",
+            ));
         }
         self.line.truncate(self.line.len() - 2);
         Ok(())
@@ -206,10 +208,7 @@ impl Connection {
 
     fn unexpected(&self) -> MemcachedError {
         let line = String::from_utf8_lossy(&self.line);
-        if line == "ERROR"
-            || line.starts_with("CLIENT_ERROR")
-            || line.starts_with("SERVER_ERROR")
-        {
+        if line == "ERROR" || line.starts_with("CLIENT_ERROR") || line.starts_with("SERVER_ERROR") {
             MemcachedError::Server(line.chars().take(200).collect())
         } else {
             MemcachedError::Protocol("unexpected reply")
@@ -219,7 +218,8 @@ impl Connection {
 
 /// Parses `VALUE <key> <flags> <bytes> <cas>`; the key must be the one asked for.
 fn parse_value_header(line: &[u8], key: &str) -> Result<(usize, u64), MemcachedError> {
-    let text = std::str::from_utf8(line).map_err(|_| MemcachedError::Protocol("non-UTF-8 reply"))?;
+    let text =
+        std::str::from_utf8(line).map_err(|_| MemcachedError::Protocol("non-UTF-8 reply"))?;
     if text.starts_with("SERVER_ERROR") || text.starts_with("CLIENT_ERROR") || text == "ERROR" {
         return Err(MemcachedError::Server(text.chars().take(200).collect()));
     }
@@ -228,8 +228,14 @@ fn parse_value_header(line: &[u8], key: &str) -> Result<(usize, u64), MemcachedE
     if parts.next() != Some("VALUE") || parts.next() != Some(key) {
         return Err(malformed);
     }
-    let _flags: u32 = parts.next().and_then(|f| f.parse().ok()).ok_or(MemcachedError::Protocol("malformed VALUE line"))?;
-    let len: usize = parts.next().and_then(|b| b.parse().ok()).ok_or(MemcachedError::Protocol("malformed VALUE line"))?;
+    let _flags: u32 = parts
+        .next()
+        .and_then(|f| f.parse().ok())
+        .ok_or(MemcachedError::Protocol("malformed VALUE line"))?;
+    let len: usize = parts
+        .next()
+        .and_then(|b| b.parse().ok())
+        .ok_or(MemcachedError::Protocol("malformed VALUE line"))?;
     let cas: u64 = parts.next().and_then(|c| c.parse().ok()).ok_or(malformed)?;
     if parts.next().is_some() {
         return Err(MemcachedError::Protocol("malformed VALUE line"));

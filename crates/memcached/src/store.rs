@@ -9,7 +9,7 @@ use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
 use crate::error::MemcachedError;
 use crate::options::MemcachedOptions;
 use crate::pool::Pool;
-use crate::protocol::{Command, Item, Reply, Stored, Verb};
+use crate::protocol::{Command, Item, Reply, StoreReply, Verb};
 
 /// Memcached reads an expiry of up to 30 days as relative seconds and anything larger as an
 /// absolute Unix time.
@@ -146,7 +146,7 @@ impl MemcachedStore {
         name: &str,
         exptime: i64,
         data: &[u8],
-    ) -> Result<Stored, StoreError> {
+    ) -> Result<StoreReply, StoreError> {
         match self.run(Command::Store(verb, name, exptime, data)).await? {
             Reply::Stored(stored) => Ok(stored),
             _ => Err(mismatch()),
@@ -202,8 +202,8 @@ impl Store for MemcachedStore {
             .store(Verb::Add, &name, exptime(record.deadline()), &data)
             .await?
         {
-            Stored::Stored => Ok(()),
-            Stored::NotStored => Err(StoreError::Duplicate),
+            StoreReply::Stored => Ok(()),
+            StoreReply::NotStored => Err(StoreError::Duplicate),
             _ => Err(mismatch()),
         }
     }
@@ -233,11 +233,11 @@ impl Store for MemcachedStore {
                 .store(Verb::Cas(cas), &name, exptime(record.deadline()), &data)
                 .await?
             {
-                Stored::Stored => return Ok(()),
+                StoreReply::Stored => return Ok(()),
                 // Changed since `gets` (perhaps only touched): look again.
-                Stored::Exists => continue,
-                Stored::NotFound => return Err(StoreError::NotFound),
-                Stored::NotStored => return Err(mismatch()),
+                StoreReply::Exists => continue,
+                StoreReply::NotFound => return Err(StoreError::NotFound),
+                StoreReply::NotStored => return Err(mismatch()),
             }
         }
         Err(StoreError::Conflict)
@@ -257,13 +257,18 @@ impl Store for MemcachedStore {
             record.last_seen_at = now;
             record.idle_deadline = idle_deadline.min(record.absolute_deadline);
             match self
-                .store(Verb::Cas(cas), &name, exptime(record.deadline()), &record.encode())
+                .store(
+                    Verb::Cas(cas),
+                    &name,
+                    exptime(record.deadline()),
+                    &record.encode(),
+                )
                 .await?
             {
-                Stored::Stored => return Ok(true),
-                Stored::Exists => continue,
-                Stored::NotFound => return Ok(false),
-                Stored::NotStored => return Err(mismatch()),
+                StoreReply::Stored => return Ok(true),
+                StoreReply::Exists => continue,
+                StoreReply::NotFound => return Ok(false),
+                StoreReply::NotStored => return Err(mismatch()),
             }
         }
         // Every attempt lost to a concurrent write, and the record was live each time: those
@@ -297,20 +302,18 @@ impl Store for MemcachedStore {
                 .store(Verb::Add, &new_name, exptime(new.deadline()), &data)
                 .await?
             {
-                Stored::Stored => {}
-                Stored::NotStored => return Err(StoreError::Duplicate),
+                StoreReply::Stored => {}
+                StoreReply::NotStored => return Err(StoreError::Duplicate),
                 _ => return Err(mismatch()),
             }
             // Delete the old record only if it is still what we checked: `cas` it to an empty
             // value that has already expired (the text protocol's `delete` takes no CAS token).
-            let outcome = self
-                .store(Verb::Cas(cas), &old_name, EXPIRED, b"")
-                .await;
+            let outcome = self.store(Verb::Cas(cas), &old_name, EXPIRED, b"").await;
             let error = match outcome {
-                Ok(Stored::Stored) => return Ok(()),
-                Ok(Stored::Exists) => None,
-                Ok(Stored::NotFound) => Some(StoreError::NotFound),
-                Ok(Stored::NotStored) => Some(mismatch()),
+                Ok(StoreReply::Stored) => return Ok(()),
+                Ok(StoreReply::Exists) => None,
+                Ok(StoreReply::NotFound) => Some(StoreError::NotFound),
+                Ok(StoreReply::NotStored) => Some(mismatch()),
                 Err(error) => Some(error),
             };
             // The new key was never handed out: take it back before answering or retrying.
@@ -395,7 +398,8 @@ fn parse_url(url: &str) -> Result<String, MemcachedError> {
     };
     if has_port {
         let port = host.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
-        port.parse::<u16>().map_err(|_| MemcachedError::InvalidUrl)?;
+        port.parse::<u16>()
+            .map_err(|_| MemcachedError::InvalidUrl)?;
         Ok(host.to_owned())
     } else {
         Ok(format!("{host}:11211"))
@@ -413,21 +417,36 @@ mod tests {
 
     #[test]
     fn expiry_times_are_absolute_seconds_rounded_up() {
-        assert_eq!(exptime(Timestamp::from_millis(1_700_000_000_001)), 1_700_000_001);
-        assert_eq!(exptime(Timestamp::from_millis(1_700_000_000_000)), 1_700_000_000);
+        assert_eq!(
+            exptime(Timestamp::from_millis(1_700_000_000_001)),
+            1_700_000_001
+        );
+        assert_eq!(
+            exptime(Timestamp::from_millis(1_700_000_000_000)),
+            1_700_000_000
+        );
         // Would read as relative (or as "never" for 0): long past, so expired at once.
         assert_eq!(exptime(Timestamp::ZERO), EXPIRED);
-        assert_eq!(exptime(Timestamp::from_millis(RELATIVE_LIMIT * 1000)), EXPIRED);
+        assert_eq!(
+            exptime(Timestamp::from_millis(RELATIVE_LIMIT * 1000)),
+            EXPIRED
+        );
         assert_eq!(
             exptime(Timestamp::from_millis((RELATIVE_LIMIT + 1) * 1000)),
             (RELATIVE_LIMIT + 1) as i64
         );
-        assert_eq!(exptime(Timestamp::from_millis(u64::MAX)), i64::from(i32::MAX));
+        assert_eq!(
+            exptime(Timestamp::from_millis(u64::MAX)),
+            i64::from(i32::MAX)
+        );
     }
 
     #[test]
     fn urls_name_one_server() {
-        assert_eq!(parse_url("memcached://127.0.0.1:11211").unwrap(), "127.0.0.1:11211");
+        assert_eq!(
+            parse_url("memcached://127.0.0.1:11211").unwrap(),
+            "127.0.0.1:11211"
+        );
         assert_eq!(parse_url("memcached://cache").unwrap(), "cache:11211");
         assert_eq!(parse_url("memcache://cache:99/").unwrap(), "cache:99");
         assert_eq!(parse_url("memcached://[::1]").unwrap(), "[::1]:11211");

@@ -13,7 +13,9 @@ async fn open(prefix: &str) -> Option<MemcachedStore> {
     match MemcachedStore::connect_with(URL, MemcachedOptions::default().key_prefix(prefix)).await {
         Ok(store) => Some(store),
         Err(error) if required => {
-            panic!("Memcached at {URL} is required (TESSERA_REQUIRE_STORES=1) but unreachable: {error:?}")
+            panic!(
+                "Memcached at {URL} is required (TESSERA_REQUIRE_STORES=1) but unreachable: {error:?}"
+            )
         }
         Err(error @ StoreError::Unavailable(_)) => {
             eprintln!("skipping the Memcached suite: {URL} unreachable ({error:?})");

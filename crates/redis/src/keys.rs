@@ -99,6 +99,9 @@ mod tests {
         assert_eq!(keys.subject("alice"), subject);
         assert_ne!(keys.subject("bob"), subject);
         // Same prefix, different tags: the slot is the tag's, whatever the prefix.
-        assert_eq!(slot(name.as_bytes()), slot(Keys::new("other").session(&key).as_bytes()));
+        assert_eq!(
+            slot(name.as_bytes()),
+            slot(Keys::new("other").session(&key).as_bytes())
+        );
     }
 }

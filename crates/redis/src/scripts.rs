@@ -161,7 +161,7 @@ local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonum
 local removed = 0
 for k = 2, #ARGV do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[k])
-  if score and tonumber(score) < cutoff then
+  if score and tonumber(score) <= cutoff then
     removed = removed + redis.call('ZREM', KEYS[1], ARGV[k])
   end
 end

@@ -11,7 +11,9 @@ use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisFuture, ScriptInvocation, ServerErrorKind, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, RedisFuture, ScriptInvocation, ServerErrorKind, Value,
+};
 use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
 
 use crate::error::RedisStoreError;
@@ -22,6 +24,8 @@ use crate::scripts;
 /// The latest time any deadline is written as (the last millisecond of the year 9999): keeps
 /// every number the scripts compare exact in Lua's doubles and valid for `PEXPIREAT`.
 const MAX_MILLIS: u64 = 253_402_300_799_999;
+// Exact in a Lua double.
+const _: () = assert!(MAX_MILLIS < (1 << 53));
 
 /// Sessions in Redis, standalone or Redis Cluster. See the [crate docs](crate) for the data
 /// layout and what each operation guarantees.
@@ -265,9 +269,16 @@ impl RedisStore {
         bounded(self.options.operation_timeout, cmd.query_async(&mut conn)).await
     }
 
-    async fn invoke<T: FromRedisValue>(&self, script: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.handle();
-        bounded(self.options.operation_timeout, script.invoke_async(&mut conn)).await
+        bounded(
+            self.options.operation_timeout,
+            script.invoke_async(&mut conn),
+        )
+        .await
     }
 
     /// Adds `key` to `subject`'s index (always before the record itself is written, so that
@@ -412,10 +423,7 @@ impl Store for RedisStore {
         let mut indexed = false;
         loop {
             let mut script = scripts::UPDATE.prepare_invoke();
-            script
-                .key(&name)
-                .arg(now.as_millis())
-                .arg(expected_version);
+            script.key(&name).arg(now.as_millis()).arg(expected_version);
             record_args(&mut script, record);
             script.arg(if indexed { "1" } else { "0" });
             match self.invoke::<i64>(&script).await? {
@@ -705,14 +713,21 @@ mod tests {
         let (v, i, l) = ok();
         assert!(decode(&record.key, &blob[..blob.len() - 1], v, i, l).is_err());
         assert!(decode(&record.key, &blob, None, Some("2".into()), Some("3".into())).is_err());
-        assert!(decode(&record.key, &blob, Some("x".into()), Some("2".into()), Some("3".into())).is_err());
+        assert!(
+            decode(
+                &record.key,
+                &blob,
+                Some("x".into()),
+                Some("2".into()),
+                Some("3".into())
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn deadlines_are_clamped_to_the_year_9999() {
         assert_eq!(clamp(Timestamp::from_millis(u64::MAX)), MAX_MILLIS);
         assert_eq!(clamp(Timestamp::from_millis(5)), 5);
-        // Exact in a Lua double.
-        assert!(MAX_MILLIS < (1 << 53));
     }
 }

@@ -18,7 +18,9 @@ async fn open(url: &str, prefix: &str) -> Option<RedisStore> {
     match RedisStore::connect_url_with(url, RedisOptions::default().key_prefix(prefix)).await {
         Ok(store) => Some(store),
         Err(error) if required() => {
-            panic!("Redis at {url} is required (TESSERA_REQUIRE_STORES=1) but unreachable: {error:?}")
+            panic!(
+                "Redis at {url} is required (TESSERA_REQUIRE_STORES=1) but unreachable: {error:?}"
+            )
         }
         Err(error @ StoreError::Unavailable(_)) => {
             eprintln!("skipping the Redis suite for {url}: server unreachable ({error:?})");
@@ -48,9 +50,9 @@ mod standalone {
 mod cluster {
     use super::*;
 
-    tessera_core::store_conformance!(|namespace: String| async move {
-        open(CLUSTER, &namespace).await
-    });
+    tessera_core::store_conformance!(
+        |namespace: String| async move { open(CLUSTER, &namespace).await }
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn thirty_two_tasks_each_incrementing_a_thousand_times_lose_nothing() {

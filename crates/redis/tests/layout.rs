@@ -1,0 +1,184 @@
+//! What the Redis store leaves on the server: native expiry on every record, subject indexes
+//! that expire with their members and are pruned lazily (with a grace period), and ownership
+//! checks in "log out everywhere". Runs against 127.0.0.1:6379; skipped if it is down.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use sha2::{Digest, Sha256};
+use tessera_core::testing::fresh_record;
+use tessera_core::{Key, SessionId, Store, StoreError, Timestamp};
+use tessera_redis::{RedisOptions, RedisStore};
+
+const URL: &str = "redis://127.0.0.1:6379";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn session_name(prefix: &str, key: &Key) -> String {
+    format!("{prefix}:{{{}}}", hex(key.as_bytes()))
+}
+
+fn subject_name(prefix: &str, subject: &str) -> String {
+    format!(
+        "{prefix}:{{{}}}:s",
+        hex(&Sha256::digest(subject.as_bytes())[..16])
+    )
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}_{}",
+        SessionId::generate().key().short().to_lowercase()
+    )
+}
+
+async fn open(
+    prefix: &str,
+    options: RedisOptions,
+) -> Option<(RedisStore, redis::aio::MultiplexedConnection)> {
+    let required = std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1");
+    match RedisStore::connect_with(URL, options.key_prefix(prefix)).await {
+        Ok(store) => {
+            let raw = redis::Client::open(URL)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            Some((store, raw))
+        }
+        Err(error @ StoreError::Unavailable(_)) if !required => {
+            eprintln!("skipping the Redis layout tests: {URL} unreachable ({error:?})");
+            None
+        }
+        Err(error) => panic!("Redis at {URL} is required but unusable: {error:?}"),
+    }
+}
+
+async fn expire_time(raw: &mut redis::aio::MultiplexedConnection, name: &str) -> i64 {
+    redis::cmd("PEXPIRETIME")
+        .arg(name)
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_record_expires_natively_at_its_earlier_deadline() {
+    let prefix = unique("t_layout_expiry");
+    let Some((store, mut raw)) = open(&prefix, RedisOptions::default()).await else {
+        return;
+    };
+    let record = fresh_record(Some("alice"));
+    store.create(&record).await.unwrap();
+    let name = session_name(&prefix, &record.key);
+    assert_eq!(
+        expire_time(&mut raw, &name).await,
+        record.idle_deadline.as_millis() as i64
+    );
+
+    let now = Timestamp::now();
+    let later = now.saturating_add(Duration::from_secs(90 * 60));
+    assert!(store.touch(&record.key, later, now).await.unwrap());
+    assert_eq!(expire_time(&mut raw, &name).await, later.as_millis() as i64);
+
+    // Past the absolute deadline the touch is capped, and so is the server's expiry.
+    let way_later = record
+        .absolute_deadline
+        .saturating_add(Duration::from_secs(3600));
+    assert!(store.touch(&record.key, way_later, now).await.unwrap());
+    assert_eq!(
+        expire_time(&mut raw, &name).await,
+        record.absolute_deadline.as_millis() as i64
+    );
+
+    // The subject index lives at least as long as its longest-lived member can.
+    let index = subject_name(&prefix, "alice");
+    assert!(expire_time(&mut raw, &index).await >= record.absolute_deadline.as_millis() as i64);
+}
+
+#[tokio::test]
+async fn the_subject_index_is_pruned_lazily_after_the_grace_period() {
+    let prefix = unique("t_layout_prune");
+    // Default grace: a member whose record is gone stays for a while (a create may be in flight).
+    let Some((store, mut raw)) = open(&prefix, RedisOptions::default()).await else {
+        return;
+    };
+    let index = subject_name(&prefix, "alice");
+    let record = fresh_record(Some("alice"));
+    store.create(&record).await.unwrap();
+    store.delete(&record.key).await.unwrap();
+    assert!(
+        store
+            .list_subject("alice", Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let members: u64 = raw.zcard(&index).await.unwrap();
+    assert_eq!(members, 1);
+
+    // No grace: the same list drops it.
+    let Some((eager, _)) = open(&prefix, RedisOptions::default().index_grace(Duration::ZERO)).await
+    else {
+        return;
+    };
+    assert!(
+        eager
+            .list_subject("alice", Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let members: u64 = raw.zcard(&index).await.unwrap();
+    assert_eq!(members, 0);
+}
+
+#[tokio::test]
+async fn logging_out_everywhere_spares_a_session_now_owned_by_someone_else() {
+    let prefix = unique("t_layout_owner");
+    let Some((store, _raw)) = open(&prefix, RedisOptions::default()).await else {
+        return;
+    };
+    let now = Timestamp::now();
+    let record = fresh_record(Some("alice"));
+    store.create(&record).await.unwrap();
+    let mut bobs = record.clone();
+    bobs.subject = Some("bob".into());
+    bobs.version = 2;
+    store.update(&bobs, 1, now).await.unwrap();
+
+    // Still in alice's index (pruned lazily), but not alice's any more.
+    assert_eq!(store.delete_subject("alice", None, now).await.unwrap(), 0);
+    assert_eq!(
+        store.load(&record.key, now).await.unwrap(),
+        Some(bobs.clone())
+    );
+    assert_eq!(store.list_subject("bob", now).await.unwrap(), vec![bobs]);
+    assert_eq!(store.delete_subject("bob", None, now).await.unwrap(), 1);
+    assert!(store.load(&record.key, now).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_damaged_record_loads_as_absent_not_as_an_error() {
+    let prefix = unique("t_layout_damaged");
+    let Some((store, mut raw)) = open(&prefix, RedisOptions::default()).await else {
+        return;
+    };
+    let record = fresh_record(None);
+    store.create(&record).await.unwrap();
+    let name = session_name(&prefix, &record.key);
+    let _: () = raw
+        .hset(&name, "b", b"\x01garbage".as_slice())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .load(&record.key, Timestamp::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let _: () = raw.del(&name).await.unwrap();
+}
