@@ -46,9 +46,12 @@ use crate::time::Timestamp;
 /// ```
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
-    subjects: Box<[Mutex<HashMap<Arc<str>, Vec<Key>>>]>,
+    subjects: Box<[Mutex<SubjectIndex>]>,
     shard_capacity: usize,
 }
+
+/// Subject → keys of its sessions (may hold keys of records since deleted; pruned on use).
+type SubjectIndex = HashMap<Arc<str>, Vec<Key>>;
 
 #[derive(Default)]
 struct Shard {
@@ -182,7 +185,7 @@ impl MemoryStore {
         &self.shards[usize::from(key.as_bytes()[0]) % SHARDS]
     }
 
-    fn subjects(&self, subject: &str) -> &Mutex<HashMap<Arc<str>, Vec<Key>>> {
+    fn subjects(&self, subject: &str) -> &Mutex<SubjectIndex> {
         let mut hasher = std::hash::DefaultHasher::new();
         hasher.write(subject.as_bytes());
         &self.subjects[(hasher.finish() % SHARDS as u64) as usize]
