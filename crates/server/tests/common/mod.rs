@@ -22,6 +22,8 @@ pub struct Server {
     pub api_key: String,
     pub dir: PathBuf,
     pub client: reqwest::Client,
+    /// Everything the server wrote to standard error so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -72,9 +74,12 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         // Keep draining stderr so the server never blocks on a full pipe.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line.clone());
                 if std::env::var_os("TESSERA_TEST_LOGS").is_some() {
                     eprintln!("[server] {line}");
                 }
@@ -109,6 +114,7 @@ impl Server {
             api_key: api_key.unwrap_or_default(),
             dir: dir.to_path_buf(),
             client: client(),
+            logs,
             _temp: None,
         }
     }
