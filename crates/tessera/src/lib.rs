@@ -28,9 +28,10 @@
 //! # Features
 //!
 //! - `axum` (default): the axum extractors ([`Session`], [`MaybeSession`]).
+//! - `sqlite`: the SQLite store, as [`sqlite`] (`tessera::sqlite::SqliteStore`).
 //!
-//! Backend features (`sqlite`, `postgres`, `mysql`, `redis`, `memcached`, `token`) are added as
-//! the backend crates land; each re-exports its crate under the backend's name.
+//! Each backend feature re-exports its crate under the backend's name; none is on by default,
+//! so an app compiles only the drivers it uses.
 //!
 //! # Design
 //!
@@ -41,6 +42,8 @@
 
 pub use tessera_core as core;
 pub use tessera_http as http;
+#[cfg(feature = "sqlite")]
+pub use tessera_sqlite as sqlite;
 
 pub use tessera_core::{
     ClientInfo, Commit, Engine, Error, Key, LimitAction, ManualClock, MemoryStore, Policy, Record,
