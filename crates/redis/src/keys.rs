@@ -43,6 +43,19 @@ impl Keys {
         name.push_str("}:s");
         name
     }
+
+    /// A `SCAN MATCH` pattern for this store's subject indexes.
+    pub(crate) fn subject_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 8);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":{*}:s");
+        pattern
+    }
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
@@ -98,6 +111,7 @@ mod tests {
         assert!(!subject.contains("alice"));
         assert_eq!(keys.subject("alice"), subject);
         assert_ne!(keys.subject("bob"), subject);
+        assert_eq!(Keys::new("a*b").subject_pattern(), "a\\*b:{*}:s");
         // Same prefix, different tags: the slot is the tag's, whatever the prefix.
         assert_eq!(
             slot(name.as_bytes()),

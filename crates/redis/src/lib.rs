@@ -37,12 +37,18 @@
 //!   so a touch never rewrites or decodes the blob. A load is one `HMGET`.
 //! - **Native expiry**: every write sets `PEXPIREAT` to the earlier of the two deadlines, so
 //!   Redis frees dead sessions itself and [`purge_expired`](tessera_core::Store::purge_expired)
-//!   has nothing to do (it returns 0). Liveness is still checked against the engine's `now` on
+//!   has no records to remove (it returns 0). On a standalone server it spends its call on one
+//!   bounded step of a sweep over the subject indexes instead: a `SCAN` (`COUNT limit`) that
+//!   resumes where the last call stopped, dropping members whose record no longer exists (at
+//!   most `limit` looked at per call). On a cluster there is no such sweep (a keyspace scan
+//!   would have to visit every master); indexes there are pruned by `list_subject` and
+//!   `delete_subject` and expire as a whole with their longest-lived member. Liveness is still checked against the engine's `now` on
 //!   every operation, so a record Redis has not removed yet is never returned, updated or
 //!   touched.
 //! - **One sorted set per subject**, `PREFIX:{SUBJECTHASH}:s` (the subject's SHA-256, so user
 //!   names never appear in key names), members the records' raw keys, scored with the server's
-//!   time when they were added. The set expires with its longest-lived member.
+//!   time when they were added. The set expires with its longest-lived member (each add
+//!   moves its `PEXPIREAT` to at least the new member's absolute deadline).
 //!
 //! # What each operation guarantees
 //!

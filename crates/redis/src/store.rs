@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,6 +37,8 @@ pub struct RedisStore {
     conn: Conn,
     keys: Keys,
     options: RedisOptions,
+    /// Where `purge_expired`'s sweep over subject indexes resumes (a `SCAN` cursor).
+    sweep_cursor: Mutex<u64>,
 }
 
 enum Conn {
@@ -149,6 +151,7 @@ impl RedisStore {
             },
             keys: Keys::new(&options.prefix),
             options,
+            sweep_cursor: Mutex::new(0),
         };
         store.ping().await?;
         Ok(store)
@@ -203,6 +206,7 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             keys: Keys::new(&options.prefix),
             options,
+            sweep_cursor: Mutex::new(0),
         };
         store.ping().await?;
         Ok(store)
@@ -342,6 +346,46 @@ impl RedisStore {
             }
         };
         Ok(record.is_live(now).then_some(record))
+    }
+
+    /// One bounded step of a sweep over the subject indexes (standalone only): `SCAN` on from
+    /// where the last step stopped, and drop members (at most `limit` looked at) whose record
+    /// no longer exists, past the grace period.
+    async fn sweep_indexes(&self, limit: usize) -> Result<(), StoreError> {
+        let cursor = *self.sweep_cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, sets): (u64, Vec<String>) = self
+            .query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(self.keys.subject_pattern())
+                    .arg("COUNT")
+                    .arg(limit),
+            )
+            .await?;
+        *self.sweep_cursor.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        let mut budget = limit;
+        for set in sets {
+            if budget == 0 {
+                break;
+            }
+            let members: Vec<Vec<u8>> = self
+                .query(redis::cmd("ZRANGE").arg(&set).arg(0).arg(budget - 1))
+                .await?;
+            budget -= members.len().min(budget);
+            let checks = members.iter().map(|member| async move {
+                match key_of(member) {
+                    Some(key) => self
+                        .query::<bool>(redis::cmd("EXISTS").arg(self.keys.session(&key)))
+                        .await
+                        .map(|exists| (!exists).then(|| member.clone())),
+                    None => Ok(Some(member.clone())),
+                }
+            });
+            let gone: Vec<Vec<u8>> = try_join_all(checks).await?.into_iter().flatten().collect();
+            self.prune(&set, &gone).await;
+        }
+        Ok(())
     }
 
     /// Rotation across two slots (a cluster): create the new key, then delete the old one with
@@ -565,9 +609,12 @@ impl Store for RedisStore {
         Ok(removed)
     }
 
-    async fn purge_expired(&self, _now: Timestamp, _limit: usize) -> Result<u64, StoreError> {
-        // Redis removes each record itself at its deadline (PEXPIREAT); subject indexes are
-        // pruned by list_subject/delete_subject and expire with their longest-lived member.
+    async fn purge_expired(&self, _now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        // Redis removes each record itself at its deadline (PEXPIREAT), so there are no records
+        // to purge. What is left to tidy is index members whose record is gone.
+        if !self.is_cluster() && limit > 0 {
+            self.sweep_indexes(limit).await?;
+        }
         Ok(0)
     }
 

@@ -1,6 +1,7 @@
 //! What the Redis store leaves on the server: native expiry on every record, subject indexes
-//! that expire with their members and are pruned lazily (with a grace period), and ownership
-//! checks in "log out everywhere". Runs against 127.0.0.1:6379; skipped if it is down.
+//! that expire with their members and are pruned lazily (with a grace period) and by the
+//! bounded sweep of `purge_expired`, and ownership checks in "log out everywhere". Runs against
+//! 127.0.0.1:6379; skipped if it is down.
 
 use std::time::Duration;
 
@@ -181,4 +182,36 @@ async fn a_damaged_record_loads_as_absent_not_as_an_error() {
             .is_none()
     );
     let _: () = raw.del(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn purging_sweeps_subject_indexes_in_bounded_steps() {
+    let prefix = unique("t_layout_sweep");
+    let options = RedisOptions::default().index_grace(Duration::ZERO);
+    let Some((store, mut raw)) = open(&prefix, options).await else {
+        return;
+    };
+    let index = subject_name(&prefix, "alice");
+    let gone = fresh_record(Some("alice"));
+    let kept = fresh_record(Some("alice"));
+    store.create(&gone).await.unwrap();
+    store.create(&kept).await.unwrap();
+    store.delete(&gone.key).await.unwrap();
+    // Each call looks at a bounded slice of the keyspace; the sweep goes round until it has
+    // seen the index (bounded: the database holds far fewer than 10 000 000 keys).
+    let mut calls = 0;
+    loop {
+        assert_eq!(
+            store.purge_expired(Timestamp::now(), 1000).await.unwrap(),
+            0
+        );
+        calls += 1;
+        let members: u64 = raw.zcard(&index).await.unwrap();
+        if members == 1 {
+            break;
+        }
+        assert!(calls < 10_000, "the sweep never reached the index");
+    }
+    let listed = store.list_subject("alice", Timestamp::now()).await.unwrap();
+    assert_eq!(listed, vec![kept]);
 }
