@@ -111,7 +111,12 @@ mod tests {
 
     #[test]
     fn table_names_are_plain_identifiers() {
-        for good in ["sessions", "_s", "t_create_then_load_0a1b2c3d", &"a".repeat(64)] {
+        for good in [
+            "sessions",
+            "_s",
+            "t_create_then_load_0a1b2c3d",
+            &"a".repeat(64),
+        ] {
             assert!(validate_table_name(good).is_ok(), "{good}");
         }
         for bad in [

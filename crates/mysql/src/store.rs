@@ -91,9 +91,7 @@ impl Sql {
             delete_subject_live: format!(
                 "DELETE FROM {t} WHERE subject = ? AND session_key <> ? AND expires_at > ?"
             ),
-            delete_subject_rest: format!(
-                "DELETE FROM {t} WHERE subject = ? AND session_key <> ?"
-            ),
+            delete_subject_rest: format!("DELETE FROM {t} WHERE subject = ? AND session_key <> ?"),
             // The expiry index yields the oldest dead rows first.
             purge: format!("DELETE FROM {t} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"),
             count: format!("SELECT COUNT(*) FROM {t} WHERE expires_at > ?"),
@@ -206,8 +204,8 @@ impl MySqlStore {
     pub async fn connect_with(url: &str, options: Options) -> Result<Self, StoreError> {
         options.validate()?;
         let opts = Opts::from_url(url).map_err(ConfigError::InvalidUrl)?;
-        let constraints = PoolConstraints::new(0, options.pool_size)
-            .expect("0 <= pool_size and pool_size >= 1");
+        let constraints =
+            PoolConstraints::new(0, options.pool_size).expect("0 <= pool_size and pool_size >= 1");
         let opts: Opts = OptsBuilder::from_opts(opts)
             .pool_opts(PoolOpts::default().with_constraints(constraints))
             // Affected rows count matched rows, not changed ones: a touch that writes the same
@@ -215,7 +213,9 @@ impl MySqlStore {
             .client_found_rows(true)
             // Read committed: no gap locks, so concurrent creates and rotations on different
             // keys do not block or deadlock one another.
-            .init(vec!["SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"])
+            .init(vec![
+                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            ])
             .into();
         let store = Self {
             pool: Pool::new(opts.clone()),
@@ -247,8 +247,7 @@ impl MySqlStore {
     /// ([`ConfigError::NewerSchema`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let timeout = self.operation_timeout.max(Duration::from_secs(60));
-        match tokio::time::timeout(timeout, schema::migrate(self.opts.clone(), &self.table)).await
-        {
+        match tokio::time::timeout(timeout, schema::migrate(self.opts.clone(), &self.table)).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::unavailable(TimedOut(timeout))),
         }
@@ -294,7 +293,10 @@ impl MySqlStore {
     /// ([`StoreError::Conflict`]), none means the session is gone ([`StoreError::NotFound`]).
     async fn cas_failure(&self, conn: &mut Conn, key: &Key, now: Timestamp) -> StoreError {
         let live: Result<Option<u8>, _> = conn
-            .exec_first(&self.sql.is_live, (key.as_bytes().as_slice(), now.as_millis()))
+            .exec_first(
+                &self.sql.is_live,
+                (key.as_bytes().as_slice(), now.as_millis()),
+            )
             .await;
         match live {
             Ok(Some(_)) => StoreError::Conflict,
@@ -382,8 +384,7 @@ impl Store for MySqlStore {
         check_subject(record)?;
         self.timed(async {
             let mut conn = self.conn().await?;
-            let (key, subject, last_seen, idle, absolute, expires, version, blob) =
-                columns(record);
+            let (key, subject, last_seen, idle, absolute, expires, version, blob) = columns(record);
             conn.exec_drop(
                 &self.sql.update,
                 (

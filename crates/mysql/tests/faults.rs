@@ -7,10 +7,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mysql_async::prelude::Queryable;
 use tessera_core::testing::fresh_record;
 use tessera_core::{Store, StoreError, Timestamp};
-use tessera_mysql::{ConfigError, Options, MySqlStore, SCHEMA_TABLE, SCHEMA_VERSION};
-use mysql_async::prelude::Queryable;
+use tessera_mysql::{ConfigError, MySqlStore, Options, SCHEMA_TABLE, SCHEMA_VERSION};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -33,14 +33,15 @@ async fn closed_port() -> u16 {
 async fn a_refused_connection_fails_fast_as_unavailable() {
     let port = closed_port().await;
     let started = Instant::now();
-    let err = MySqlStore::connect_with(
-        &format!("mysql://root@127.0.0.1:{port}/test"),
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = MySqlStore::connect_with(&format!("mysql://root@127.0.0.1:{port}/test"), quick())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -55,14 +56,15 @@ async fn a_server_that_never_answers_times_out_as_unavailable() {
         }
     });
     let started = Instant::now();
-    let err = MySqlStore::connect_with(
-        &format!("mysql://root@127.0.0.1:{port}/test"),
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = MySqlStore::connect_with(&format!("mysql://root@127.0.0.1:{port}/test"), quick())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     silent.abort();
 }
 
@@ -293,9 +295,16 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
         let started = Instant::now();
         let err = store.load(&record.key, now).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
-    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
 
     // Back on the same port: the pool drops its dead connections and opens new ones.
     relay.listen().await;
@@ -335,12 +344,18 @@ async fn subjects_longer_than_the_column_are_refused_not_truncated() {
     let mut renamed = record.clone();
     renamed.subject = Some(long.as_str().into());
     renamed.version = 2;
-    let err = store.update(&renamed, 1, Timestamp::now()).await.unwrap_err();
+    let err = store
+        .update(&renamed, 1, Timestamp::now())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     // Subjects compare exactly: case and accents matter.
     assert!(
         store
-            .list_subject(&"Ü".repeat(tessera_mysql::MAX_SUBJECT_CHARS), Timestamp::now())
+            .list_subject(
+                &"Ü".repeat(tessera_mysql::MAX_SUBJECT_CHARS),
+                Timestamp::now()
+            )
             .await
             .unwrap()
             .is_empty()

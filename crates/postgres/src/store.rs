@@ -53,9 +53,7 @@ impl Sql {
         const COLUMNS: &str = "session_key, subject, last_seen_at, idle_deadline, \
                                absolute_deadline, expires_at, version, record";
         Self {
-            create: format!(
-                "INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            ),
+            create: format!("INSERT INTO {t} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
             load: format!(
                 "SELECT session_key, last_seen_at, idle_deadline, absolute_deadline, version, \
                  record FROM {t} WHERE session_key = $1 AND expires_at > $2"
@@ -370,12 +368,11 @@ impl Store for PostgresStore {
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         self.timed(async {
             let rows = self
-                .query(
-                    &self.sql.load,
-                    &[&key.as_bytes().as_slice(), &millis(now)],
-                )
+                .query(&self.sql.load, &[&key.as_bytes().as_slice(), &millis(now)])
                 .await?;
-            Ok(rows.first().and_then(|row| record_from_row(&self.table, row)))
+            Ok(rows
+                .first()
+                .and_then(|row| record_from_row(&self.table, row)))
         })
         .await
     }

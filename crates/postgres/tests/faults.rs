@@ -39,7 +39,11 @@ async fn a_refused_connection_fails_fast_as_unavailable() {
     .await
     .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -61,7 +65,11 @@ async fn a_server_that_never_answers_times_out_as_unavailable() {
     .await
     .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     silent.abort();
 }
 
@@ -104,7 +112,10 @@ async fn damaged_records_read_as_no_session() {
     let raw = common::raw_client().await;
     raw.execute(
         &format!("UPDATE {table} SET record = $1 WHERE session_key = $2"),
-        &[&vec![1u8, 0xff, 0xff, 0x07], &garbled.key.as_bytes().as_slice()],
+        &[
+            &vec![1u8, 0xff, 0xff, 0x07],
+            &garbled.key.as_bytes().as_slice(),
+        ],
     )
     .await
     .unwrap();
@@ -295,9 +306,16 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
         let started = Instant::now();
         let err = store.load(&record.key, now).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
-    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
 
     // Back on the same port: the pool drops its dead connections and opens new ones.
     relay.listen().await;

@@ -157,7 +157,12 @@ impl Store for Scoped {
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         self.store.load(key, now).await
     }
-    async fn update(&self, record: &Record, expected: u64, now: Timestamp) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        record: &Record,
+        expected: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.store.update(record, expected, now).await
     }
     async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {

@@ -36,7 +36,10 @@ pub async fn connect(table: &str, options: Options) -> Option<Scoped> {
                 "PostgreSQL at {} is required (TESSERA_REQUIRE_STORES=1) but unavailable: {error}",
                 url()
             );
-            eprintln!("skipped PostgreSQL store test: server at {} unavailable: {error}", url());
+            eprintln!(
+                "skipped PostgreSQL store test: server at {} unavailable: {error}",
+                url()
+            );
             None
         }
         Err(error) => panic!("connecting to PostgreSQL failed: {error:?}"),
@@ -46,7 +49,10 @@ pub async fn connect(table: &str, options: Options) -> Option<Scoped> {
 /// A table name no other test or run uses: `t_<prefix>_<8 hex digits>`.
 pub fn unique_table(prefix: &str) -> String {
     let key = tessera_core::SessionId::generate().key();
-    let hex: String = key.as_bytes()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = key.as_bytes()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("t_{prefix}_{hex}")
 }
 
@@ -153,7 +159,12 @@ impl Store for Scoped {
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         self.store.load(key, now).await
     }
-    async fn update(&self, record: &Record, expected: u64, now: Timestamp) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        record: &Record,
+        expected: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.store.update(record, expected, now).await
     }
     async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
