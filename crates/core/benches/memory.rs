@@ -66,10 +66,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A typical small session: a subject, a cart, a theme, a counter.
+/// A typical small session: a subject (one of many users, so no subject holds thousands of
+/// sessions), a cart, a theme, a counter.
 async fn seeded(sessions: &Sessions) -> String {
+    thread_local!(static USER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    let user = USER.with(|u| {
+        u.set(u.get() + 1);
+        u.get()
+    });
     let mut session = sessions.start();
-    session.login("alice@example.com");
+    session.login(format!("user{user}@example.com"));
     session
         .insert("cart", &["tea", "scones", "jam"])
         .expect("json");

@@ -68,10 +68,16 @@ fn temp_dir() -> tempfile::TempDir {
     }
 }
 
-/// A typical small session: a subject, a cart, a theme, a counter.
+/// A typical small session: a subject (one of many users, so no subject holds thousands of
+/// sessions), a cart, a theme, a counter.
 async fn seeded(sessions: &Sessions) -> String {
+    thread_local!(static USER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    let user = USER.with(|u| {
+        u.set(u.get() + 1);
+        u.get()
+    });
     let mut session = sessions.start();
-    session.login("alice@example.com");
+    session.login(format!("user{user}@example.com"));
     session
         .insert("cart", &["tea", "scones", "jam"])
         .expect("json");
@@ -223,5 +229,86 @@ fn concurrent(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single, concurrent);
+/// Where a load's time goes: the hop to a blocking-pool thread and back with no work at all,
+/// and the same SELECT on a connection used directly on the bench thread (no hop, no engine).
+fn parts(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let dir = temp_dir();
+    let (sessions, tokens) = rt.block_on(engine(&dir, SqliteOptions::default(), Policy::default()));
+    let mut group = c.benchmark_group("sqlite-parts");
+    group.throughput(Throughput::Elements(1));
+    if matches!(Watch::start(), Watch::Cpu(_)) {
+        group.sample_size(10);
+    }
+    group.bench_function("spawn_blocking-round-trip", |b| {
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let watch = Watch::start();
+            for _ in 0..iters {
+                tokio::task::spawn_blocking(|| std::hint::black_box(1))
+                    .await
+                    .expect("join");
+            }
+            watch.elapsed()
+        });
+    });
+    // The alternative design: one dedicated thread fed by a channel, answering on a oneshot.
+    let (jobs, queue) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<i32>>();
+    let worker = std::thread::spawn(move || {
+        for reply in queue {
+            let _ = reply.send(std::hint::black_box(1));
+        }
+    });
+    group.bench_function("dedicated-thread-round-trip", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let jobs = jobs.clone();
+            async move {
+                let watch = Watch::start();
+                for _ in 0..iters {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    jobs.send(reply).expect("worker alive");
+                    answer.await.expect("answer");
+                }
+                watch.elapsed()
+            }
+        });
+    });
+    drop(jobs);
+    worker.join().expect("worker");
+    let keys: Vec<[u8; 32]> = tokens
+        .iter()
+        .map(|t| {
+            *tessera_core::SessionId::parse(t)
+                .expect("token")
+                .key()
+                .as_bytes()
+        })
+        .collect();
+    let conn = rusqlite::Connection::open(dir.path().join("bench.db")).expect("open");
+    let i = Cell::new(0usize);
+    group.bench_function("select-on-this-thread", |b| {
+        b.iter_custom(|iters| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT record, last_seen_at, idle_deadline, version \
+                     FROM tessera_sessions WHERE key = ?1 AND deadline > ?2",
+                )
+                .expect("prepare");
+            let watch = Watch::start();
+            for _ in 0..iters {
+                i.set((i.get() + 7919) % keys.len());
+                let blob: Vec<u8> = stmt
+                    .query_row(rusqlite::params![&keys[i.get()][..], 0i64], |r| r.get(0))
+                    .expect("row");
+                std::hint::black_box(blob);
+            }
+            watch.elapsed()
+        });
+    });
+    drop(sessions);
+    group.finish();
+}
+
+criterion_group!(benches, single, parts, concurrent);
 criterion_main!(benches);

@@ -51,3 +51,9 @@ pub(crate) fn is_duplicate(error: &rusqlite::Error) -> bool {
         .sqlite_error()
         .is_some_and(|e| e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
+
+/// The thread that owns a connection is gone (it could not start) or dropped the job (it
+/// panicked while running it).
+#[derive(Debug, thiserror::Error)]
+#[error("the sqlite session store's connection thread stopped")]
+pub(crate) struct WorkerStopped;

@@ -14,9 +14,10 @@ use crate::pool::Pool;
 
 /// Sessions in one SQLite file: the embedded default of `tessera serve`.
 ///
-/// Cheap to clone (one `Arc`); clones share the connections. Every operation runs on tokio's
-/// blocking thread pool ([`tokio::task::spawn_blocking`]), never on the async executor, so it
-/// must be called from within a tokio runtime.
+/// Cheap to clone (one `Arc`); clones share the connections. Each connection lives on a thread
+/// of its own (one writer, [`SqliteOptions::pool_size`] readers) and every operation is sent to
+/// one of them, so no SQLite call ever blocks the async executor. Opening runs on tokio's blocking
+/// pool, so [`SqliteStore::open`] needs a tokio runtime; the operations need none.
 ///
 /// See the [crate docs](crate) for the table layout and how each operation keeps the contract.
 ///
@@ -104,18 +105,6 @@ impl SqliteStore {
     /// The database file, or `None` for an in-memory store.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
-    }
-
-    /// Runs `work` on the blocking thread pool with the connection pool.
-    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Pool) -> Result<T, StoreError> + Send + 'static,
-    {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || work(&pool))
-            .await
-            .map_err(StoreError::backend)?
     }
 }
 
@@ -244,27 +233,28 @@ impl Store for SqliteStore {
 
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
         let record = record.clone();
-        self.blocking(move |pool| {
-            let blob = record.encode();
-            insert(&pool.writer(), &record, &blob)
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let blob = record.encode();
+                insert(conn, &record, &blob)
+            })
+            .await
     }
 
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let key = *key;
-        self.blocking(move |pool| {
-            let conn = pool.reader();
-            let mut stmt = conn.prepare_cached(LOAD).map_err(store_error)?;
-            let found = stmt
-                .query_row(params![key.as_bytes(), millis(now)], |row| {
-                    record_from_row(&key, row)
-                })
-                .optional()
-                .map_err(store_error)?;
-            Ok(found.flatten())
-        })
-        .await
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(LOAD).map_err(store_error)?;
+                let found = stmt
+                    .query_row(params![key.as_bytes(), millis(now)], |row| {
+                        record_from_row(&key, row)
+                    })
+                    .optional()
+                    .map_err(store_error)?;
+                Ok(found.flatten())
+            })
+            .await
     }
 
     async fn update(
@@ -274,30 +264,30 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let record = record.clone();
-        self.blocking(move |pool| {
-            let blob = record.encode();
-            let conn = pool.writer();
-            let mut stmt = conn.prepare_cached(UPDATE).map_err(store_error)?;
-            let changed = stmt
-                .execute(params![
-                    record.key.as_bytes(),
-                    record.subject.as_deref(),
-                    millis(record.last_seen_at),
-                    millis(record.idle_deadline),
-                    millis(record.absolute_deadline),
-                    version_column(record.version),
-                    blob,
-                    version_column(expected_version),
-                    millis(now),
-                ])
-                .map_err(store_error)?;
-            if changed == 1 {
-                Ok(())
-            } else {
-                Err(cas_failure(&conn, &record.key, millis(now))?)
-            }
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let blob = record.encode();
+                let mut stmt = conn.prepare_cached(UPDATE).map_err(store_error)?;
+                let changed = stmt
+                    .execute(params![
+                        record.key.as_bytes(),
+                        record.subject.as_deref(),
+                        millis(record.last_seen_at),
+                        millis(record.idle_deadline),
+                        millis(record.absolute_deadline),
+                        version_column(record.version),
+                        blob,
+                        version_column(expected_version),
+                        millis(now),
+                    ])
+                    .map_err(store_error)?;
+                if changed == 1 {
+                    Ok(())
+                } else {
+                    Err(cas_failure(conn, &record.key, millis(now))?)
+                }
+            })
+            .await
     }
 
     async fn touch(
@@ -307,26 +297,26 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let key = *key;
-        self.blocking(move |pool| {
-            let conn = pool.writer();
-            let mut stmt = conn.prepare_cached(TOUCH).map_err(store_error)?;
-            let changed = stmt
-                .execute(params![key.as_bytes(), millis(idle_deadline), millis(now)])
-                .map_err(store_error)?;
-            Ok(changed == 1)
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(TOUCH).map_err(store_error)?;
+                let changed = stmt
+                    .execute(params![key.as_bytes(), millis(idle_deadline), millis(now)])
+                    .map_err(store_error)?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         let key = *key;
-        self.blocking(move |pool| {
-            let conn = pool.writer();
-            let mut stmt = conn.prepare_cached(DELETE).map_err(store_error)?;
-            stmt.execute([key.as_bytes()]).map_err(store_error)?;
-            Ok(())
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(DELETE).map_err(store_error)?;
+                stmt.execute([key.as_bytes()]).map_err(store_error)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn rotate(
@@ -338,53 +328,53 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let old_key = *old_key;
         let new = new.clone();
-        self.blocking(move |pool| {
-            let blob = new.encode();
-            let mut conn = pool.writer();
-            // Both steps in one transaction: no reader ever sees both keys or neither, and any
-            // error below rolls the delete back (dropping `tx` without commit).
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(store_error)?;
-            let removed = tx
-                .prepare_cached(DELETE_VERSION)
-                .and_then(|mut s| {
-                    s.execute(params![
-                        old_key.as_bytes(),
-                        version_column(expected_version),
-                        millis(now)
-                    ])
-                })
-                .map_err(store_error)?;
-            if removed != 1 {
-                return Err(cas_failure(&tx, &old_key, millis(now))?);
-            }
-            insert(&tx, &new, &blob)?;
-            tx.commit().map_err(store_error)
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let blob = new.encode();
+                // Both steps in one transaction: no reader ever sees both keys or neither, and any
+                // error below rolls the delete back (dropping `tx` without commit).
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(store_error)?;
+                let removed = tx
+                    .prepare_cached(DELETE_VERSION)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            old_key.as_bytes(),
+                            version_column(expected_version),
+                            millis(now)
+                        ])
+                    })
+                    .map_err(store_error)?;
+                if removed != 1 {
+                    return Err(cas_failure(&tx, &old_key, millis(now))?);
+                }
+                insert(&tx, &new, &blob)?;
+                tx.commit().map_err(store_error)
+            })
+            .await
     }
 
     async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
         let subject = subject.to_owned();
-        self.blocking(move |pool| {
-            let conn = pool.reader();
-            let mut stmt = conn.prepare_cached(LIST_SUBJECT).map_err(store_error)?;
-            let mut rows = stmt
-                .query(params![subject, millis(now)])
-                .map_err(store_error)?;
-            let mut records = Vec::new();
-            while let Some(row) = rows.next().map_err(store_error)? {
-                let key_bytes: [u8; 32] = row.get(4).map_err(store_error)?;
-                if let Some(record) =
-                    record_from_row(&Key::from_bytes(key_bytes), row).map_err(store_error)?
-                {
-                    records.push(record);
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(LIST_SUBJECT).map_err(store_error)?;
+                let mut rows = stmt
+                    .query(params![subject, millis(now)])
+                    .map_err(store_error)?;
+                let mut records = Vec::new();
+                while let Some(row) = rows.next().map_err(store_error)? {
+                    let key_bytes: [u8; 32] = row.get(4).map_err(store_error)?;
+                    if let Some(record) =
+                        record_from_row(&Key::from_bytes(key_bytes), row).map_err(store_error)?
+                    {
+                        records.push(record);
+                    }
                 }
-            }
-            Ok(records)
-        })
-        .await
+                Ok(records)
+            })
+            .await
     }
 
     async fn delete_subject(
@@ -395,53 +385,53 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let subject = subject.to_owned();
         let except = except.copied();
-        self.blocking(move |pool| {
-            let conn = pool.writer();
-            let mut stmt = conn.prepare_cached(DELETE_SUBJECT).map_err(store_error)?;
-            let removed = stmt
-                .execute(params![
-                    subject,
-                    millis(now),
-                    except.as_ref().map(Key::as_bytes)
-                ])
-                .map_err(store_error)?;
-            Ok(removed as u64)
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(DELETE_SUBJECT).map_err(store_error)?;
+                let removed = stmt
+                    .execute(params![
+                        subject,
+                        millis(now),
+                        except.as_ref().map(Key::as_bytes)
+                    ])
+                    .map_err(store_error)?;
+                Ok(removed as u64)
+            })
+            .await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.blocking(move |pool| {
-            let conn = pool.writer();
-            let mut stmt = conn.prepare_cached(PURGE).map_err(store_error)?;
-            let removed = stmt
-                .execute(params![millis(now), limit])
-                .map_err(store_error)?;
-            Ok(removed as u64)
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                let mut stmt = conn.prepare_cached(PURGE).map_err(store_error)?;
+                let removed = stmt
+                    .execute(params![millis(now), limit])
+                    .map_err(store_error)?;
+                Ok(removed as u64)
+            })
+            .await
     }
 
     async fn count_live(&self, now: Timestamp) -> Result<Option<u64>, StoreError> {
-        self.blocking(move |pool| {
-            let conn = pool.reader();
-            let mut stmt = conn.prepare_cached(COUNT_LIVE).map_err(store_error)?;
-            let n: i64 = stmt
-                .query_row([millis(now)], |r| r.get(0))
-                .map_err(store_error)?;
-            Ok(Some(u64::try_from(n).unwrap_or(0)))
-        })
-        .await
+        self.pool
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(COUNT_LIVE).map_err(store_error)?;
+                let n: i64 = stmt
+                    .query_row([millis(now)], |r| r.get(0))
+                    .map_err(store_error)?;
+                Ok(Some(u64::try_from(n).unwrap_or(0)))
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.blocking(|pool| {
-            let conn = pool.reader();
-            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(store_error)?;
-            Ok(())
-        })
-        .await
+        self.pool
+            .read(|conn| {
+                conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                    .map_err(store_error)?;
+                Ok(())
+            })
+            .await
     }
 }
