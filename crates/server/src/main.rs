@@ -43,9 +43,9 @@
 //!
 //! # Features
 //!
-//! None. Store backends other than `memory:` and `sqlite:` are selected by `--store` URL; the
-//! ones not built into this binary are refused at start-up with a clear message
-//! ([`store_url`](crate::store_url)).
+//! None: every store backend is built in and chosen at start-up by `--store` URL
+//! ([`store_url`](crate::store_url)): `memory:`, `sqlite:PATH`, `postgres://`, `mysql://`,
+//! `redis://`, `redis+cluster://`, `memcached://`.
 
 mod admin;
 mod api;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use tessera_core::{MemoryStore, Store};
 
 /// A parsed `--store` URL.
@@ -95,12 +95,29 @@ impl StoreUrl {
         match self {
             Self::Memory => Ok(Arc::new(MemoryStore::new())),
             Self::Sqlite(path) => open_sqlite(path).await,
-            Self::Postgres(_) => not_built("postgres"),
-            Self::Mysql(_) => not_built("mysql"),
-            Self::Redis(_) => not_built("redis"),
-            Self::RedisCluster(_) => not_built("redis+cluster"),
-            Self::Memcached(_) => not_built("memcached"),
+            Self::Postgres(url) => {
+                let store = tessera_postgres::PostgresStore::connect(url).await;
+                Ok(Arc::new(store.with_context(|| self.cannot_open())?))
+            }
+            Self::Mysql(url) => {
+                // The driver only knows the `mysql://` scheme.
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                let store = tessera_mysql::MySqlStore::connect(&url).await;
+                Ok(Arc::new(store.with_context(|| self.cannot_open())?))
+            }
+            Self::Redis(url) | Self::RedisCluster(url) => {
+                let store = tessera_redis::RedisStore::connect_url(url).await;
+                Ok(Arc::new(store.with_context(|| self.cannot_open())?))
+            }
+            Self::Memcached(url) => {
+                let store = tessera_memcached::MemcachedStore::connect(url).await;
+                Ok(Arc::new(store.with_context(|| self.cannot_open())?))
+            }
         }
+    }
+
+    fn cannot_open(&self) -> String {
+        format!("cannot open the store {self}")
     }
 }
 
@@ -114,12 +131,6 @@ async fn open_sqlite(path: &Path) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .with_context(|| format!("cannot open the SQLite store {}", path.display()))?;
     Ok(Arc::new(store))
-}
-
-fn not_built(scheme: &str) -> anyhow::Result<Arc<dyn Store>> {
-    Err(anyhow!(
-        "the {scheme} store is not built into this binary yet; use memory: or sqlite:PATH"
-    ))
 }
 
 /// Replaces the password of `scheme://user:password@host` with `***`.
