@@ -88,6 +88,12 @@
 //! macros and an RSA implementation); we write our SQL by hand anyway, so `sqlx`'s query
 //! checking would buy nothing here. CI builds the whole workspace on two cores, so the
 //! smaller build matters.
+//!
+//! [`StoreError::Duplicate`]: tessera_core::StoreError::Duplicate
+//! [`StoreError::Conflict`]: tessera_core::StoreError::Conflict
+//! [`StoreError::NotFound`]: tessera_core::StoreError::NotFound
+//! [`StoreError::Unavailable`]: tessera_core::StoreError::Unavailable
+//! [`StoreError::Backend`]: tessera_core::StoreError::Backend
 
 mod error;
 mod options;

@@ -149,8 +149,11 @@ fn check_subject(record: &Record) -> Result<(), StoreError> {
     }
 }
 
-/// The column values of a record, in `COLUMNS` order.
-fn columns(record: &Record) -> (Vec<u8>, Option<String>, u64, u64, u64, u64, u64, Vec<u8>) {
+/// A record's column values, in `COLUMNS` order: key, subject, last_seen_at, idle_deadline,
+/// absolute_deadline, expires_at, version, record.
+type Columns = (Vec<u8>, Option<String>, u64, u64, u64, u64, u64, Vec<u8>);
+
+fn columns(record: &Record) -> Columns {
     (
         record.key.as_bytes().to_vec(),
         record.subject.as_deref().map(str::to_owned),

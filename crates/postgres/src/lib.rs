@@ -88,6 +88,12 @@
 //! statement cache. Together they compile far less code than `sqlx` (no macros, no
 //! query-checking machinery, no runtime abstraction), which matters because CI builds the
 //! whole workspace on two cores; we write our SQL by hand anyway.
+//!
+//! [`StoreError::Duplicate`]: tessera_core::StoreError::Duplicate
+//! [`StoreError::Conflict`]: tessera_core::StoreError::Conflict
+//! [`StoreError::NotFound`]: tessera_core::StoreError::NotFound
+//! [`StoreError::Unavailable`]: tessera_core::StoreError::Unavailable
+//! [`StoreError::Backend`]: tessera_core::StoreError::Backend
 
 mod error;
 mod options;
