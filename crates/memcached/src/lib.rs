@@ -31,8 +31,11 @@
 //!   [`Duplicate`](tessera_core::StoreError::Duplicate)).
 //! - **update** is `gets`, then a check that the record is live at the passed `now` and at the
 //!   expected version, then `cas` with the `gets` token. `EXISTS` (someone wrote in between)
-//!   re-reads and checks again, at most 16 times. **touch** is the same with the activity fields;
-//!   it never revives and never moves past the absolute deadline.
+//!   re-reads and checks again, at most 16 times, and then answers `Conflict` (the engine
+//!   reloads and replays). **touch** is the same with the activity fields; it never revives and
+//!   never moves past the absolute deadline. A touch that loses all 16 rounds to concurrent
+//!   writes of a record that was live every time answers `true` without writing: those writes
+//!   stamped the activity themselves.
 //! - **Native expiry**: every write sets the item's expiry to the record's earlier deadline, as
 //!   absolute Unix seconds rounded up. Memcached reads expiries of up to 30 days as *relative*
 //!   seconds, so an absolute time is always larger than that; deadlines in that range (or 0,

@@ -89,6 +89,17 @@
 //! in the background, so the store recovers when the server comes back, without being
 //! recreated ([`Store::ping`](tessera_core::Store::ping) tells when).
 //!
+//! # Limits
+//!
+//! - No `count_live` ([`Capabilities::count`](tessera_core::Capabilities) is false): counting
+//!   one prefix's keys would need a keyspace scan.
+//! - `list_subject` and `delete_subject` send one request per index member (at most 32 in
+//!   flight): they are meant for the handful of sessions one subject has (see
+//!   [`Policy`](tessera_core::Policy)'s per-subject limit), not for millions.
+//! - Tested against one standalone server and a three-master cluster without replicas; a
+//!   failover (a replica taking over a slot) is left to the driver, which follows `MOVED` and
+//!   refreshes its slot map, and is not exercised by the tests.
+//!
 //! # Driver
 //!
 //! [`redis`](https://docs.rs/redis) (redis-rs) with `tokio-comp`, `connection-manager`,

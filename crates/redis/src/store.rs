@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -20,6 +20,10 @@ use crate::error::RedisStoreError;
 use crate::keys::{Keys, slot};
 use crate::options::RedisOptions;
 use crate::scripts;
+
+/// How many per-record requests `list_subject`, `delete_subject` and the index sweep keep in
+/// flight at once.
+const FAN_OUT: usize = 32;
 
 /// The latest time any deadline is written as (the last millisecond of the year 9999): keeps
 /// every number the scripts compare exact in Lua's doubles and valid for `PEXPIREAT`.
@@ -382,7 +386,10 @@ impl RedisStore {
                     None => Ok(Some(member.clone())),
                 }
             });
-            let gone: Vec<Vec<u8>> = try_join_all(checks).await?.into_iter().flatten().collect();
+            let checks: Vec<_> = checks.collect();
+            let gone: Vec<Option<Vec<u8>>> =
+                stream::iter(checks).buffered(FAN_OUT).try_collect().await?;
+            let gone: Vec<Vec<u8>> = gone.into_iter().flatten().collect();
             self.prune(&set, &gone).await;
         }
         Ok(())
@@ -543,13 +550,17 @@ impl Store for RedisStore {
     async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
         let set = self.keys.subject(subject);
         let members = self.members(&set).await?;
-        let loads = members.iter().map(|member| async move {
-            match key_of(member) {
-                Some(key) => self.load_raw(&key, now).await,
-                None => Ok(None),
-            }
-        });
-        let found = try_join_all(loads).await?;
+        let loads: Vec<_> = members
+            .iter()
+            .map(|member| async move {
+                match key_of(member) {
+                    Some(key) => self.load_raw(&key, now).await,
+                    None => Ok(None),
+                }
+            })
+            .collect();
+        let found: Vec<Option<Record>> =
+            stream::iter(loads).buffered(FAN_OUT).try_collect().await?;
         let mut records = Vec::new();
         let mut stale = Vec::new();
         for (member, record) in members.into_iter().zip(found) {
@@ -583,8 +594,12 @@ impl Store for RedisStore {
                     .arg(subject)
                     .arg(now.as_millis());
                 Ok((member, self.invoke::<i64>(&script).await?))
-            });
-        let outcomes = try_join_all(deletions).await?;
+            })
+            .collect::<Vec<_>>();
+        let outcomes: Vec<(&Vec<u8>, i64)> = stream::iter(deletions)
+            .buffered(FAN_OUT)
+            .try_collect()
+            .await?;
         let removed = outcomes.iter().filter(|(_, n)| *n == 1).count() as u64;
         let deleted: Vec<&[u8]> = outcomes
             .iter()
