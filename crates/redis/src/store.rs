@@ -218,8 +218,9 @@ impl RedisStore {
 
     /// Connects by URL, standalone or cluster, with default [`RedisOptions`]:
     /// `redis://host:port` (also `rediss://`, `redis+unix://`, `unix://`) for one server,
-    /// `redis+cluster://host:port,host:port` for a cluster. This is what
-    /// `tessera serve --store URL` calls.
+    /// `redis+cluster://host:port,host:port` for a cluster (each comma-separated node is read
+    /// as `redis://NODE`, so credentials go on every node: `redis+cluster://:pw@a:7001,:pw@b:7001`).
+    /// This is what `tessera serve --store URL` calls.
     ///
     /// # Errors
     ///
