@@ -102,8 +102,10 @@ pub(crate) async fn purge(store: &StoreUrl) -> anyhow::Result<()> {
     let sessions = open(store).await?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template("{spinner} purging expired sessions: {pos} removed ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{spinner} purging expired sessions: {pos} removed ({per_sec})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
     let mut total = 0u64;

@@ -51,7 +51,10 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Reads a JSON body: 415 for another content type, 413 over [`MAX_BODY_BYTES`], 400 for bad
 /// JSON. An empty body is `None` (for calls whose body is optional).
-async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<Option<T>, ApiError> {
+async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Option<T>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -69,8 +72,15 @@ async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Resu
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !(mime == "application/json"
+        || (mime.starts_with("application/") && mime.ends_with("+json")))
+    {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -98,7 +108,9 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), ApiError> {
         )));
     }
     if subject.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("the subject must not contain control characters"));
+        return Err(ApiError::bad_request(
+            "the subject must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -136,7 +148,9 @@ fn token_and_view(session: &Session) -> Result<Json<Value>, ApiError> {
     let token = session
         .issued_token()
         .ok_or_else(|| ApiError::from(Error::SessionEnded))?;
-    Ok(Json(json!({ "token": token, "session": View::full(session.record()) })))
+    Ok(Json(
+        json!({ "token": token, "session": View::full(session.record()) }),
+    ))
 }
 
 /// `POST /v1/sessions` body.
@@ -215,9 +229,15 @@ pub(crate) async fn patch(
         .await?
         .ok_or_else(|| ApiError::bad_request("the body must be a JSON merge patch object"))?;
     let Value::Object(patch) = patch else {
-        return Err(ApiError::bad_request("the body must be a JSON object (a merge patch of data)"));
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object (a merge patch of data)",
+        ));
     };
-    let sessions = if if_match.is_some() { &state.strict } else { &state.sessions };
+    let sessions = if if_match.is_some() {
+        &state.strict
+    } else {
+        &state.sessions
+    };
     let mut session = load(sessions, &headers).await?;
     if let Some(expected) = if_match {
         if session.record().version != expected {
@@ -229,7 +249,9 @@ pub(crate) async fn patch(
             session.remove(&key);
         } else {
             session
-                .update(&key, move |current: Option<Value>| Some(merge(current, &value)))
+                .update(&key, move |current: Option<Value>| {
+                    Some(merge(current, &value))
+                })
                 .map_err(|_| ApiError::bad_request("data could not be patched"))?;
         }
     }
@@ -354,7 +376,10 @@ pub(crate) async fn revoke_subject(
         None => None,
         Some(handle) => Some(parse_handle(handle)?),
     };
-    let n = state.sessions.revoke_subject(&subject, except.as_ref()).await?;
+    let n = state
+        .sessions
+        .revoke_subject(&subject, except.as_ref())
+        .await?;
     count_revoked(n);
     Ok(Json(json!({ "revoked": n })))
 }
@@ -387,16 +412,40 @@ mod tests {
         // The examples of RFC 7396, appendix A (a selection).
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
-            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
             (json!(["a", "b"]), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
-            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
         ];
         for (target, patch, expected) in cases {
-            assert_eq!(merge(Some(target.clone()), &patch), expected, "{target} + {patch}");
+            assert_eq!(
+                merge(Some(target.clone()), &patch),
+                expected,
+                "{target} + {patch}"
+            );
         }
     }
 

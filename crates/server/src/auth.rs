@@ -62,7 +62,8 @@ pub(crate) async fn forward_auth(State(state): State<AppState>, headers: HeaderM
 }
 
 fn denied(reason: &'static str) -> Response {
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", reason).into_response();
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", reason).into_response();
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -115,7 +116,10 @@ mod tests {
         let h = headers(&[("cookie", "a=1; __Host-session=tok; b=2")]);
         assert_eq!(token(&h, "__Host-session"), Ok(Some("tok")));
         assert_eq!(token(&h, "session"), Ok(None));
-        let h = headers(&[("authorization", "Bearer abc"), ("cookie", "__Host-session=tok")]);
+        let h = headers(&[
+            ("authorization", "Bearer abc"),
+            ("cookie", "__Host-session=tok"),
+        ]);
         assert_eq!(token(&h, "__Host-session"), Ok(Some("abc")));
         let h = headers(&[("cookie", "session=a"), ("cookie", "session=b")]);
         assert!(token(&h, "session").is_err());

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The `tessera` command line.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about = "Tessera: session management service")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera: session management service"
+)]
 pub(crate) struct Cli {
     /// TOML configuration file (keys are the flag names, e.g. `idle-timeout = "30m"`).
     #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
@@ -90,12 +94,22 @@ pub(crate) struct ServeArgs {
 
     /// Admin API key for `/v1` (at least 32 characters) [default: generated and saved next to
     /// the database]
-    #[arg(long, env = "TESSERA_API_KEY", value_name = "KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TESSERA_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
     pub(crate) api_key: Option<String>,
 
     /// Origin allowed to send cookie-authenticated forms (CSRF); repeatable [default: the
     /// listen address's own origins]
-    #[arg(long = "allowed-origin", env = "TESSERA_ALLOWED_ORIGIN", value_name = "URL", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "TESSERA_ALLOWED_ORIGIN",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
     pub(crate) allowed_origins: Vec<String>,
 
     /// Plain-HTTP development cookies: no `Secure`, no `__Host-` prefix (logged as a warning)
@@ -150,7 +164,10 @@ pub(crate) enum KeysCommand {
 /// Any start-up or command failure, to be printed as one line by `main`.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = crate::config::FileConfig::load(cli.config.as_deref())?;
-    let log_format = cli.log_format.or(file.log_format).unwrap_or(LogFormat::Human);
+    let log_format = cli
+        .log_format
+        .or(file.log_format)
+        .unwrap_or(LogFormat::Human);
     crate::logging::init(log_format);
     let store = crate::config::store_url(cli.store.as_deref(), &file)?;
     match cli.command {

@@ -65,9 +65,7 @@ impl FileConfig {
 ///
 /// An unknown or malformed URL.
 pub(crate) fn store_url(flag: Option<&str>, file: &FileConfig) -> anyhow::Result<StoreUrl> {
-    let text = flag
-        .or(file.store.as_deref())
-        .unwrap_or(DEFAULT_STORE);
+    let text = flag.or(file.store.as_deref()).unwrap_or(DEFAULT_STORE);
     text.parse()
 }
 
@@ -99,12 +97,16 @@ impl ServeConfig {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| anyhow!("bad --listen address {listen_text:?} (expected IP:PORT, e.g. 127.0.0.1:7480)"))?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            anyhow!("bad --listen address {listen_text:?} (expected IP:PORT, e.g. 127.0.0.1:7480)")
+        })?;
 
         let defaults = Policy::default();
-        let idle = duration("idle-timeout", args.idle_timeout.or(file.idle_timeout), defaults.idle)?;
+        let idle = duration(
+            "idle-timeout",
+            args.idle_timeout.or(file.idle_timeout),
+            defaults.idle,
+        )?;
         let absolute = duration(
             "absolute-timeout",
             args.absolute_timeout.or(file.absolute_timeout),
@@ -118,11 +120,17 @@ impl ServeConfig {
         if idle.is_zero() || absolute.is_zero() {
             bail!("--idle-timeout and --absolute-timeout must be longer than zero");
         }
-        let max = args.max_sessions_per_subject.or(file.max_sessions_per_subject);
+        let max = args
+            .max_sessions_per_subject
+            .or(file.max_sessions_per_subject);
         if max == Some(0) {
             bail!("--max-sessions-per-subject must be at least 1");
         }
-        let on_limit = match args.on_limit.or(file.on_limit).unwrap_or(OnLimit::EvictOldest) {
+        let on_limit = match args
+            .on_limit
+            .or(file.on_limit)
+            .unwrap_or(OnLimit::EvictOldest)
+        {
             OnLimit::Reject => LimitAction::Reject,
             OnLimit::EvictOldest => LimitAction::EvictOldest,
         };
@@ -137,7 +145,10 @@ impl ServeConfig {
             check_api_key(key)?;
         }
 
-        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => bail!("--tls-cert and --tls-key must be given together"),
@@ -195,7 +206,9 @@ fn check_origin(origin: &str) -> anyhow::Result<()> {
     let rest = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"))
-        .ok_or_else(|| anyhow!("bad --allowed-origin {origin:?}: expected http(s)://HOST[:PORT]"))?;
+        .ok_or_else(|| {
+            anyhow!("bad --allowed-origin {origin:?}: expected http(s)://HOST[:PORT]")
+        })?;
     if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
         bail!("bad --allowed-origin {origin:?}: expected http(s)://HOST[:PORT] with no path");
     }
@@ -256,10 +269,7 @@ mod tests {
     #[test]
     fn own_origins_follow_the_listen_address() {
         let origins = own_origins("127.0.0.1:7480".parse().unwrap(), false);
-        assert_eq!(
-            origins,
-            ["http://127.0.0.1:7480", "http://localhost:7480"]
-        );
+        assert_eq!(origins, ["http://127.0.0.1:7480", "http://localhost:7480"]);
         let origins = own_origins("0.0.0.0:443".parse().unwrap(), true);
         assert!(origins.contains(&"https://localhost:443".to_owned()));
     }

@@ -9,13 +9,13 @@
 
 use std::fmt::Write as _;
 
+use axum::Form;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Form;
 use serde::Deserialize;
 use tessera_core::{Key, Record};
 use tessera_http::{Session, SessionConfig, SessionLayer, SessionRejection};
@@ -38,7 +38,8 @@ const MAX_NAME: usize = 64;
 ///
 /// An invalid cookie configuration (reported at start-up).
 pub(crate) fn router(state: &AppState, config: &ServeConfig) -> anyhow::Result<Router<AppState>> {
-    let mut session_config = SessionConfig::default().allowed_origins(config.allowed_origins.iter().cloned());
+    let mut session_config =
+        SessionConfig::default().allowed_origins(config.allowed_origins.iter().cloned());
     if config.insecure_cookies {
         session_config = session_config.insecure_dev_mode();
     }
@@ -130,7 +131,10 @@ code{{background:#f4f4f4;padding:0 .2rem}}\
 }
 
 fn csrf_field(token: &str) -> String {
-    format!("<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">", escape(token))
+    format!(
+        "<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">",
+        escape(token)
+    )
 }
 
 /// The token for this request's forms, or empty when there is no session yet (asking for one
@@ -217,7 +221,11 @@ and keeps the cart.</p>"
 
     body.push_str("<section id=\"server\"><h2>What the server knows</h2>");
     if exists {
-        let handle = session.handle().await?.map(|k| k.handle()).unwrap_or_default();
+        let handle = session
+            .handle()
+            .await?
+            .map(|k| k.handle())
+            .unwrap_or_default();
         let _ = write!(
             body,
             "<table><tr><th>Subject</th><td id=\"k-subject\">{}</td></tr>\
@@ -381,7 +389,10 @@ async fn revoke(
     let subject = logged_in(&session).await?;
     let current = session.handle().await?;
     if form.handle == "others" {
-        let n = state.sessions.revoke_subject(&subject, current.as_ref()).await?;
+        let n = state
+            .sessions
+            .revoke_subject(&subject, current.as_ref())
+            .await?;
         crate::metrics::count_revoked(n);
         return Ok(done());
     }

@@ -30,7 +30,7 @@
 //! - **clap** (derive + env) for flags and `TESSERA_*` variables, **toml** + serde for the
 //!   `--config` file; flags win over the environment, which wins over the file.
 //! - **metrics** + **metrics-exporter-prometheus** for `/metrics`: the store is wrapped in a
-//!   metering decorator ([`metrics`](crate::metrics)), so latency histograms cover every
+//!   metering decorator ([`metrics`]), so latency histograms cover every
 //!   backend, and the engine in a metering [`Engine`](tessera_core::Engine), so the demo (driven
 //!   by the HTTP layer) and the JSON API count the same lifecycle events.
 //! - **The OpenAPI document is kept by hand** (`src/openapi.json`) and checked against the
@@ -44,7 +44,7 @@
 //! # Features
 //!
 //! None: every store backend is built in and chosen at start-up by `--store` URL
-//! ([`store_url`](crate::store_url)): `memory:`, `sqlite:PATH`, `postgres://`, `mysql://`,
+//! ([`store_url`]): `memory:`, `sqlite:PATH`, `postgres://`, `mysql://`,
 //! `redis://`, `redis+cluster://`, `memcached://`.
 
 mod admin;

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
     Capabilities, ClientInfo, Commit, Engine, Error, Key, Policy, Record, Session, Sessions, Store,
@@ -20,8 +23,8 @@ use crate::state::AppState;
 
 /// Buckets for latency histograms, in seconds (50 µs … 5 s).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
 ];
 
 /// Installs the global Prometheus recorder and describes every metric (so each one shows up,
@@ -35,16 +38,46 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
     describe_counter!("tessera_sessions_created_total", "Sessions created.");
-    describe_counter!("tessera_sessions_rotated_total", "Session IDs rotated (logins and rotations).");
-    describe_counter!("tessera_sessions_destroyed_total", "Sessions destroyed by logout.");
-    describe_counter!("tessera_sessions_expired_total", "Expired sessions purged from the store.");
-    describe_counter!("tessera_sessions_revoked_total", "Sessions revoked by handle or by subject.");
-    describe_gauge!("tessera_sessions_active", "Live sessions in the store (stores that can count).");
-    describe_counter!("tessera_unknown_session_requests_total", "Requests that presented an unknown, expired or revoked session token.");
-    describe_counter!("tessera_csrf_rejections_total", "Demo form posts refused by the CSRF checks.");
-    describe_histogram!("tessera_store_operation_duration_seconds", "Latency of store operations.");
-    describe_counter!("tessera_http_requests_total", "HTTP requests by route and status.");
-    describe_histogram!("tessera_http_request_duration_seconds", "HTTP request latency by route.");
+    describe_counter!(
+        "tessera_sessions_rotated_total",
+        "Session IDs rotated (logins and rotations)."
+    );
+    describe_counter!(
+        "tessera_sessions_destroyed_total",
+        "Sessions destroyed by logout."
+    );
+    describe_counter!(
+        "tessera_sessions_expired_total",
+        "Expired sessions purged from the store."
+    );
+    describe_counter!(
+        "tessera_sessions_revoked_total",
+        "Sessions revoked by handle or by subject."
+    );
+    describe_gauge!(
+        "tessera_sessions_active",
+        "Live sessions in the store (stores that can count)."
+    );
+    describe_counter!(
+        "tessera_unknown_session_requests_total",
+        "Requests that presented an unknown, expired or revoked session token."
+    );
+    describe_counter!(
+        "tessera_csrf_rejections_total",
+        "Demo form posts refused by the CSRF checks."
+    );
+    describe_histogram!(
+        "tessera_store_operation_duration_seconds",
+        "Latency of store operations."
+    );
+    describe_counter!(
+        "tessera_http_requests_total",
+        "HTTP requests by route and status."
+    );
+    describe_histogram!(
+        "tessera_http_request_duration_seconds",
+        "HTTP request latency by route."
+    );
     for name in [
         "tessera_sessions_created_total",
         "tessera_sessions_rotated_total",
@@ -98,7 +131,11 @@ pub(crate) fn count_csrf_rejection() {
 }
 
 /// Middleware: counts every request by matched route and status, and times it.
-pub(crate) async fn track_http(State(_): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn track_http(
+    State(_): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -180,9 +217,7 @@ pub(crate) struct MeteredStore {
 
 impl MeteredStore {
     pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
-        let op = |name: &'static str| {
-            histogram!("tessera_store_operation_duration_seconds", "operation" => name)
-        };
+        let op = |name: &'static str| histogram!("tessera_store_operation_duration_seconds", "operation" => name);
         Self {
             inner,
             create: op("create"),
@@ -226,7 +261,12 @@ impl Store for MeteredStore {
         timed(&self.load, self.inner.load(key, now)).await
     }
 
-    async fn update(&self, record: &Record, expected: u64, now: Timestamp) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        record: &Record,
+        expected: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         timed(&self.update, self.inner.update(record, expected, now)).await
     }
 
@@ -258,7 +298,11 @@ impl Store for MeteredStore {
         except: Option<&Key>,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        timed(&self.delete_subject, self.inner.delete_subject(subject, except, now)).await
+        timed(
+            &self.delete_subject,
+            self.inner.delete_subject(subject, except, now),
+        )
+        .await
     }
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {

@@ -6,8 +6,8 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, delete, get, post};
 
-use crate::error::ApiError;
 use crate::config::ServeConfig;
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{api, auth, demo, health, metrics, openapi};
 
@@ -19,7 +19,10 @@ use crate::{api, auth, demo, health, metrics, openapi};
 pub(crate) fn app(state: AppState, config: &ServeConfig) -> anyhow::Result<Router> {
     let v1 = Router::new()
         .route("/v1/sessions", post(api::create))
-        .route("/v1/session", get(api::get).patch(api::patch).delete(api::delete))
+        .route(
+            "/v1/session",
+            get(api::get).patch(api::patch).delete(api::delete),
+        )
         .route("/v1/session/login", post(api::login))
         .route("/v1/session/rotate", post(api::rotate))
         .route(
@@ -47,7 +50,10 @@ pub(crate) fn app(state: AppState, config: &ServeConfig) -> anyhow::Result<Route
 async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     let body = metrics::render(&state).await;
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -81,7 +87,9 @@ mod tests {
     struct DownStore;
 
     fn down<T>() -> Result<T, StoreError> {
-        Err(StoreError::unavailable(std::io::Error::other("connection refused")))
+        Err(StoreError::unavailable(std::io::Error::other(
+            "connection refused",
+        )))
     }
 
     #[async_trait]
@@ -104,13 +112,24 @@ mod tests {
         async fn delete(&self, _: &Key) -> Result<(), StoreError> {
             down()
         }
-        async fn rotate(&self, _: &Key, _: u64, _: &Record, _: Timestamp) -> Result<(), StoreError> {
+        async fn rotate(
+            &self,
+            _: &Key,
+            _: u64,
+            _: &Record,
+            _: Timestamp,
+        ) -> Result<(), StoreError> {
             down()
         }
         async fn list_subject(&self, _: &str, _: Timestamp) -> Result<Vec<Record>, StoreError> {
             down()
         }
-        async fn delete_subject(&self, _: &str, _: Option<&Key>, _: Timestamp) -> Result<u64, StoreError> {
+        async fn delete_subject(
+            &self,
+            _: &str,
+            _: Option<&Key>,
+            _: Timestamp,
+        ) -> Result<u64, StoreError> {
             down()
         }
         async fn purge_expired(&self, _: Timestamp, _: usize) -> Result<u64, StoreError> {
@@ -143,7 +162,9 @@ mod tests {
     async fn call(request: Request<Body>) -> (u16, String) {
         let response = app_over_a_down_store().oneshot(request).await.unwrap();
         let status = response.status().as_u16();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -174,7 +195,10 @@ mod tests {
             let path = request.uri().to_string();
             let (status, body) = call(request).await;
             assert_eq!(status, 503, "{path}: {body}");
-            assert!(body.contains("\"error\":\"store_unavailable\""), "{path}: {body}");
+            assert!(
+                body.contains("\"error\":\"store_unavailable\""),
+                "{path}: {body}"
+            );
         }
         // The demo, through the HTTP layer, fails closed as well.
         let request = Request::get("/demo/")

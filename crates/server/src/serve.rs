@@ -40,13 +40,15 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             // Only the ring provider is built in; installing it explicitly makes that choice
             // independent of what other dependencies enable.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(|error| {
-                anyhow!(
-                    "cannot load the TLS certificate {} and key {}: {error}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|error| {
+                    anyhow!(
+                        "cannot load the TLS certificate {} and key {}: {error}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
             Some(tls)
         }
         None => None,
@@ -54,23 +56,39 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr().context("cannot read the listen address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listen address")?;
     let mut config = config;
     if config.allowed_origins.is_empty() {
         // The bound address, not the configured one: `--listen 127.0.0.1:0` gets a real port.
         config.allowed_origins = crate::config::own_origins(local, tls.is_some());
     }
 
-    let sessions = Sessions::from_arc(Arc::new(MeteredStore::new(store)))
-        .with_policy(config.policy.clone());
+    let sessions =
+        Sessions::from_arc(Arc::new(MeteredStore::new(store))).with_policy(config.policy.clone());
     let purger = sessions.spawn_purger(PURGE_EVERY, PURGE_BATCH);
-    let state = AppState::new(sessions, api_key.clone(), prometheus, config.insecure_cookies);
+    let state = AppState::new(
+        sessions,
+        api_key.clone(),
+        prometheus,
+        config.insecure_cookies,
+    );
     let app = crate::router::app(state, &config)?;
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    banner(&config, scheme, local, &api_key, &key_source, key_file.as_deref())?;
+    banner(
+        &config,
+        scheme,
+        local,
+        &api_key,
+        &key_source,
+        key_file.as_deref(),
+    )?;
     if config.insecure_cookies {
-        tracing::warn!("--insecure-cookies: session cookies are sent without Secure and without the __Host- prefix; use this for plain-HTTP development only");
+        tracing::warn!(
+            "--insecure-cookies: session cookies are sent without Secure and without the __Host- prefix; use this for plain-HTTP development only"
+        );
     }
     tracing::info!(address = %local, store = %config.store, tls = tls.is_some(), "serving");
 
@@ -105,19 +123,27 @@ fn banner(
     key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "tessera {} listening on {scheme}://{local}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(
+        out,
+        "tessera {} listening on {scheme}://{local}",
+        env!("CARGO_PKG_VERSION")
+    )?;
     writeln!(out, "data: {}", config.store)?;
     match source {
         KeySource::Configured => writeln!(out, "admin API key: configured")?,
         KeySource::File => writeln!(
             out,
             "admin API key: read from {}",
-            key_file.map(|p| p.display().to_string()).unwrap_or_default()
+            key_file
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         )?,
         KeySource::GeneratedSaved => writeln!(
             out,
             "admin API key (generated, saved to {} with mode 0600): {api_key}",
-            key_file.map(|p| p.display().to_string()).unwrap_or_default()
+            key_file
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         )?,
         KeySource::GeneratedEphemeral => writeln!(
             out,

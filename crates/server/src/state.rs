@@ -39,7 +39,11 @@ impl AppState {
             sessions,
             api_key: api_key.into(),
             prometheus,
-            cookie_name: if insecure_cookies { "session" } else { "__Host-session" },
+            cookie_name: if insecure_cookies {
+                "session"
+            } else {
+                "__Host-session"
+            },
         }
     }
 }

@@ -124,7 +124,10 @@ impl StoreUrl {
 async fn open_sqlite(path: &Path) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            bail!("cannot open the SQLite store: the directory {} does not exist", dir.display());
+            bail!(
+                "cannot open the SQLite store: the directory {} does not exist",
+                dir.display()
+            );
         }
     }
     let store = tessera_sqlite::SqliteStore::open(path)
@@ -165,7 +168,9 @@ mod tests {
             StoreUrl::Sqlite("/tmp/a.db".into())
         );
         assert!(matches!(
-            "redis+cluster://127.0.0.1:7001".parse::<StoreUrl>().unwrap(),
+            "redis+cluster://127.0.0.1:7001"
+                .parse::<StoreUrl>()
+                .unwrap(),
             StoreUrl::RedisCluster(_)
         ));
         assert!("sqlite:".parse::<StoreUrl>().is_err());

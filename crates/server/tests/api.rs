@@ -27,11 +27,26 @@ async fn session_lifecycle_on_every_store() {
         assert_eq!(view["subject"], Value::Null);
         assert_eq!(view["data"], json!({"cart": ["tea"]}));
         assert_eq!(view["version"], 1);
-        assert_eq!(view["client"], json!({"ip": "203.0.113.9", "user_agent": "test/1"}));
-        for field in ["created_at", "last_seen_at", "expires_at", "absolute_expires_at"] {
-            assert!(view[field].as_str().unwrap().ends_with('Z'), "{field}: {view}");
+        assert_eq!(
+            view["client"],
+            json!({"ip": "203.0.113.9", "user_agent": "test/1"})
+        );
+        for field in [
+            "created_at",
+            "last_seen_at",
+            "expires_at",
+            "absolute_expires_at",
+        ] {
+            assert!(
+                view[field].as_str().unwrap().ends_with('Z'),
+                "{field}: {view}"
+            );
         }
-        assert_ne!(view["handle"].as_str().unwrap(), token, "the handle is not the token");
+        assert_ne!(
+            view["handle"].as_str().unwrap(),
+            token,
+            "the handle is not the token"
+        );
 
         // GET
         let got: Value = server
@@ -158,7 +173,12 @@ async fn every_error_status_is_json_and_never_echoes_a_token() {
         let (token, _) = server.create(json!({})).await;
 
         // 401: no key, wrong key.
-        let response = server.client.get(server.url("/v1/session")).send().await.unwrap();
+        let response = server
+            .client
+            .get(server.url("/v1/session"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(response).await, (401, "unauthorized".into()));
         let response = server
             .client
@@ -231,7 +251,10 @@ async fn every_error_status_is_json_and_never_echoes_a_token() {
             .await
             .unwrap();
         let text = response.text().await.unwrap();
-        assert!(text.contains("session_not_found") && !text.contains(&unknown), "{text}");
+        assert!(
+            text.contains("session_not_found") && !text.contains(&unknown),
+            "{text}"
+        );
 
         // 413 over the limit, 415 for a non-JSON body.
         let big = format!("{{\"data\": {{\"x\": \"{}\"}}}}", "a".repeat(70 * 1024));
@@ -251,12 +274,20 @@ async fn every_error_status_is_json_and_never_echoes_a_token() {
             .send()
             .await
             .unwrap();
-        assert_eq!(error_of(response).await, (415, "unsupported_media_type".into()));
+        assert_eq!(
+            error_of(response).await,
+            (415, "unsupported_media_type".into())
+        );
 
         // Unknown routes and methods are JSON too.
         let response = server.client.get(server.url("/nope")).send().await.unwrap();
         assert_eq!(error_of(response).await, (404, "not_found".into()));
-        let response = server.client.put(server.url("/healthz")).send().await.unwrap();
+        let response = server
+            .client
+            .put(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(response).await, (405, "method_not_allowed".into()));
     }
 }
@@ -265,7 +296,9 @@ async fn every_error_status_is_json_and_never_echoes_a_token() {
 async fn subjects_list_and_revoke_and_revoke_by_handle() {
     for store in common::stores() {
         let server = Server::start(store, &[]).await;
-        let (a, va) = server.create(json!({"subject": "bob", "data": {"x": 1}})).await;
+        let (a, va) = server
+            .create(json!({"subject": "bob", "data": {"x": 1}}))
+            .await;
         let (b, vb) = server.create(json!({"subject": "bob"})).await;
         let (c, vc) = server.create(json!({"subject": "bob"})).await;
         let (other, _) = server.create(json!({"subject": "carol"})).await;
@@ -280,8 +313,14 @@ async fn subjects_list_and_revoke_and_revoke_by_handle() {
             .unwrap();
         let sessions = list["sessions"].as_array().unwrap();
         assert_eq!(sessions.len(), 3, "{store}: {list}");
-        assert!(sessions.iter().all(|s| s.get("data").is_none()), "lists carry no data");
-        let handles: Vec<&str> = sessions.iter().map(|s| s["handle"].as_str().unwrap()).collect();
+        assert!(
+            sessions.iter().all(|s| s.get("data").is_none()),
+            "lists carry no data"
+        );
+        let handles: Vec<&str> = sessions
+            .iter()
+            .map(|s| s["handle"].as_str().unwrap())
+            .collect();
         for v in [&va, &vb, &vc] {
             assert!(handles.contains(&v["handle"].as_str().unwrap()));
         }
@@ -297,12 +336,29 @@ async fn subjects_list_and_revoke_and_revoke_by_handle() {
 
         // Revoke one by handle: 204, then 404; malformed: 400.
         let path = format!("/v1/sessions/{}", vc["handle"].as_str().unwrap());
-        assert_eq!(server.api(Method::DELETE, &path).send().await.unwrap().status(), 204);
+        assert_eq!(
+            server
+                .api(Method::DELETE, &path)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
         let response = server.api(Method::DELETE, &path).send().await.unwrap();
         assert_eq!(error_of(response).await, (404, "session_not_found".into()));
-        let response = server.api(Method::DELETE, "/v1/sessions/short").send().await.unwrap();
+        let response = server
+            .api(Method::DELETE, "/v1/sessions/short")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(error_of(response).await, (400, "bad_request".into()));
-        let response = server.api(Method::GET, "/v1/session").header(TOKEN, &c).send().await.unwrap();
+        let response = server
+            .api(Method::GET, "/v1/session")
+            .header(TOKEN, &c)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 404);
 
         // Revoke all but one.
@@ -310,14 +366,33 @@ async fn subjects_list_and_revoke_and_revoke_by_handle() {
             "/v1/subjects/bob/sessions?except={}",
             va["handle"].as_str().unwrap()
         );
-        let revoked: Value = server.api(Method::DELETE, &path).send().await.unwrap().json().await.unwrap();
+        let revoked: Value = server
+            .api(Method::DELETE, &path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(revoked, json!({"revoked": 1}));
         assert_eq!(
-            server.api(Method::GET, "/v1/session").header(TOKEN, &a).send().await.unwrap().status(),
+            server
+                .api(Method::GET, "/v1/session")
+                .header(TOKEN, &a)
+                .send()
+                .await
+                .unwrap()
+                .status(),
             200
         );
         assert_eq!(
-            server.api(Method::GET, "/v1/session").header(TOKEN, &b).send().await.unwrap().status(),
+            server
+                .api(Method::GET, "/v1/session")
+                .header(TOKEN, &b)
+                .send()
+                .await
+                .unwrap()
+                .status(),
             404
         );
         let response = server
@@ -337,7 +412,13 @@ async fn subjects_list_and_revoke_and_revoke_by_handle() {
         assert_eq!(revoked, json!({"revoked": 1}));
         // Carol's session is untouched.
         assert_eq!(
-            server.api(Method::GET, "/v1/session").header(TOKEN, &other).send().await.unwrap().status(),
+            server
+                .api(Method::GET, "/v1/session")
+                .header(TOKEN, &other)
+                .send()
+                .await
+                .unwrap()
+                .status(),
             200
         );
     }
@@ -345,7 +426,11 @@ async fn subjects_list_and_revoke_and_revoke_by_handle() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_per_subject_limit_rejects_or_evicts() {
-    let server = Server::start("memory:", &["--max-sessions-per-subject", "1", "--on-limit", "reject"]).await;
+    let server = Server::start(
+        "memory:",
+        &["--max-sessions-per-subject", "1", "--on-limit", "reject"],
+    )
+    .await;
     server.create(json!({"subject": "dora"})).await;
     let response = server
         .api(Method::POST, "/v1/sessions")
@@ -353,7 +438,10 @@ async fn the_per_subject_limit_rejects_or_evicts() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(response).await, (409, "session_limit_reached".into()));
+    assert_eq!(
+        error_of(response).await,
+        (409, "session_limit_reached".into())
+    );
 
     let server = Server::start("memory:", &["--max-sessions-per-subject", "1"]).await;
     let (first, _) = server.create(json!({"subject": "dora"})).await;
@@ -381,10 +469,19 @@ async fn forward_auth_reads_cookie_or_bearer() {
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 200, "{store}");
             assert_eq!(response.headers()["tessera-subject"], "erin");
-            assert_eq!(response.headers()["tessera-session"], view["handle"].as_str().unwrap());
+            assert_eq!(
+                response.headers()["tessera-session"],
+                view["handle"].as_str().unwrap()
+            );
         }
         // nginx forwards the original method.
-        let response = server.client.post(server.url("/v1/auth")).bearer_auth(&token).send().await.unwrap();
+        let response = server
+            .client
+            .post(server.url("/v1/auth"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
 
         // 401: nothing, unknown, malformed, anonymous, the dev cookie name, two cookies.
@@ -394,7 +491,10 @@ async fn forward_auth_reads_cookie_or_bearer() {
             auth().bearer_auth("garbage"),
             auth().bearer_auth(&anonymous),
             auth().header("cookie", format!("session={token}")),
-            auth().header("cookie", format!("__Host-session={token}; __Host-session={token}")),
+            auth().header(
+                "cookie",
+                format!("__Host-session={token}; __Host-session={token}"),
+            ),
         ] {
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 401);
@@ -417,8 +517,25 @@ async fn forward_auth_reads_cookie_or_bearer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_metrics_and_openapi() {
     let server = Server::start("sqlite", &[]).await;
-    assert_eq!(server.client.get(server.url("/healthz")).send().await.unwrap().status(), 200);
-    let ready: Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready: Value = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready");
 
     let (token, _) = server.create(json!({})).await;
@@ -429,9 +546,24 @@ async fn health_metrics_and_openapi() {
         .send()
         .await
         .unwrap();
-    server.api(Method::GET, "/v1/session").header(TOKEN, "A".repeat(43)).send().await.unwrap();
-    let response = server.client.get(server.url("/metrics")).send().await.unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    server
+        .api(Method::GET, "/v1/session")
+        .header(TOKEN, "A".repeat(43))
+        .send()
+        .await
+        .unwrap();
+    let response = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = response.text().await.unwrap();
     for needle in [
         "tessera_sessions_created_total 1",
@@ -470,7 +602,15 @@ const ROUTES: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_matches_the_routes() {
     let server = Server::start("memory:", &[]).await;
-    let doc: Value = server.client.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -481,9 +621,15 @@ async fn the_openapi_document_matches_the_routes() {
             documented.push((method.clone(), path.clone(), op.clone()));
         }
     }
-    let mut listed: Vec<(String, String)> = documented.iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
+    let mut listed: Vec<(String, String)> = documented
+        .iter()
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
     listed.sort();
-    let mut expected: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
     expected.sort();
     assert_eq!(listed, expected);
 
@@ -509,7 +655,10 @@ async fn the_openapi_document_matches_the_routes() {
         if status == "404" || status == "405" {
             let body: Value = response.json().await.unwrap();
             assert_ne!(body["error"], "not_found", "{method} {path} is not routed");
-            assert_ne!(body["error"], "method_not_allowed", "{method} {path} is not routed");
+            assert_ne!(
+                body["error"], "method_not_allowed",
+                "{method} {path} is not routed"
+            );
         }
     }
 }

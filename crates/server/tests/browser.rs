@@ -25,7 +25,9 @@ fn browser_available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
     if !present {
         if std::env::var("TESSERA_REQUIRE_STORES").as_deref() == Ok("1") {
-            panic!("Chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER}) are required (TESSERA_REQUIRE_STORES=1)");
+            panic!(
+                "Chromium ({CHROMIUM}) and chromedriver ({CHROMEDRIVER}) are required (TESSERA_REQUIRE_STORES=1)"
+            );
         }
         eprintln!("skipping the browser test: {CHROMIUM} or {CHROMEDRIVER} is missing");
     }
@@ -34,7 +36,11 @@ fn browser_available() -> bool {
 
 /// Starts chromedriver on a free port and waits (bounded) until it accepts connections.
 async fn chromedriver() -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -43,8 +49,14 @@ async fn chromedriver() -> (Child, u16) {
         .spawn()
         .expect("start chromedriver");
     let deadline = Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start in time");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not start in time"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (child, port)
@@ -82,7 +94,10 @@ async fn wait_for(client: &Client, needle: &str) -> String {
         if source.contains(needle) {
             return source;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {needle:?}; page:\n{source}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needle:?}; page:\n{source}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -123,40 +138,108 @@ async fn the_shop_in_headless_chromium() {
 
         client.goto(&format!("{base}/demo/")).await.unwrap();
         wait_for(&client, "no session yet").await;
-        assert_eq!(session_cookie(&client).await, None, "looking creates no session");
+        assert_eq!(
+            session_cookie(&client).await,
+            None,
+            "looking creates no session"
+        );
 
         // Add to cart: the session starts here.
-        client.find(Locator::Id("add-tea")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Id("add-tea"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_for(&client, "<li class=\"cart-item\">tea</li>").await;
-        let before = session_cookie(&client).await.expect("a session cookie after adding");
+        let before = session_cookie(&client)
+            .await
+            .expect("a session cookie after adding");
 
         // Scripts cannot see the session cookie (HttpOnly).
-        let visible = client.execute("return document.cookie", vec![]).await.unwrap();
-        assert!(!visible.as_str().unwrap_or("").contains(COOKIE), "document.cookie shows {visible}");
+        let visible = client
+            .execute("return document.cookie", vec![])
+            .await
+            .unwrap();
+        assert!(
+            !visible.as_str().unwrap_or("").contains(COOKIE),
+            "document.cookie shows {visible}"
+        );
 
         // Log in: the cart survives, the cookie changes.
-        client.find(Locator::Id("username")).await.unwrap().send_keys("ada").await.unwrap();
-        client.find(Locator::Id("password")).await.unwrap().send_keys("demo").await.unwrap();
-        client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Id("username"))
+            .await
+            .unwrap()
+            .send_keys("ada")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys("demo")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Id("login"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let page = wait_for(&client, "<strong id=\"who\">ada</strong>").await;
-        assert!(page.contains("<li class=\"cart-item\">tea</li>"), "the cart survived the login");
-        let after = session_cookie(&client).await.expect("a session cookie after login");
+        assert!(
+            page.contains("<li class=\"cart-item\">tea</li>"),
+            "the cart survived the login"
+        );
+        let after = session_cookie(&client)
+            .await
+            .expect("a session cookie after login");
         assert_ne!(after, before, "login issues a new session ID");
-        assert_eq!(forward_auth(&server, &before).await, 401, "the pre-login cookie is dead");
+        assert_eq!(
+            forward_auth(&server, &before).await,
+            401,
+            "the pre-login cookie is dead"
+        );
         assert_eq!(forward_auth(&server, &after).await, 200);
 
         // The device list shows this browser.
-        client.find(Locator::Id("devices")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Id("devices"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let page = wait_for(&client, "(this device)").await;
-        assert!(page.contains("HeadlessChrome") || page.contains("Chrome"), "{page}");
+        assert!(
+            page.contains("HeadlessChrome") || page.contains("Chrome"),
+            "{page}"
+        );
         client.goto(&format!("{base}/demo/")).await.unwrap();
         wait_for(&client, "Log out").await;
 
         // Log out: the cookie is gone and the old one is refused.
-        client.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Id("logout"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         wait_for(&client, "no session yet").await;
-        assert_eq!(session_cookie(&client).await, None, "the cookie was cleared");
-        assert_eq!(forward_auth(&server, &after).await, 401, "the logged-out cookie is refused");
+        assert_eq!(
+            session_cookie(&client).await,
+            None,
+            "the cookie was cleared"
+        );
+        assert_eq!(
+            forward_auth(&server, &after).await,
+            401,
+            "the logged-out cookie is refused"
+        );
 
         client.close().await.unwrap();
         let _ = driver.kill().await;

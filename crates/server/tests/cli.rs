@@ -25,10 +25,19 @@ async fn refused(args: &[&str], env: &[(&str, &str)], expect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = run(dir.path(), args, env).await;
     assert_ne!(code, 0, "{args:?} should fail");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tessera: error:")).collect();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tessera: error:"))
+        .collect();
     assert_eq!(errors.len(), 1, "{args:?}: {stderr}");
-    assert!(errors[0].contains(expect), "{args:?}: expected {expect:?} in {stderr}");
+    assert!(
+        errors[0].contains(expect),
+        "{args:?}: expected {expect:?} in {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,22 +55,47 @@ async fn bad_configuration_stops_start_up_with_one_line() {
     };
     let cases: Vec<(Vec<String>, &str)> = vec![
         (serve(&["--bogus"]), "unexpected argument '--bogus'"),
-        (serve(&["--idle-timeout", "5 parsecs"]), "bad --idle-timeout"),
-        (serve(&["--api-key", "too-short"]), "API key is too short"),
-        (serve(&["--tls-cert", &missing, "--tls-key", &missing]), "cannot load the TLS certificate"),
-        (serve(&["--tls-cert", &missing]), "--tls-cert and --tls-key must be given together"),
         (
-            vec!["serve".into(), "--listen".into(), "nowhere".into(), "--store".into(), "memory:".into()],
+            serve(&["--idle-timeout", "5 parsecs"]),
+            "bad --idle-timeout",
+        ),
+        (serve(&["--api-key", "too-short"]), "API key is too short"),
+        (
+            serve(&["--tls-cert", &missing, "--tls-key", &missing]),
+            "cannot load the TLS certificate",
+        ),
+        (
+            serve(&["--tls-cert", &missing]),
+            "--tls-cert and --tls-key must be given together",
+        ),
+        (
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                "nowhere".into(),
+                "--store".into(),
+                "memory:".into(),
+            ],
             "bad --listen address",
         ),
         (serve(&["--on-limit", "panic"]), "invalid value 'panic'"),
-        (serve(&["--allowed-origin", "evil.example"]), "bad --allowed-origin"),
+        (
+            serve(&["--allowed-origin", "evil.example"]),
+            "bad --allowed-origin",
+        ),
         (serve(&["--config", &bad_toml]), "unknown field `bogus`"),
         (
-            vec!["serve".into(), "--store".into(), "sqlite:/nonexistent/dir/t.db".into()],
+            vec![
+                "serve".into(),
+                "--store".into(),
+                "sqlite:/nonexistent/dir/t.db".into(),
+            ],
             "does not exist",
         ),
-        (vec!["serve".into(), "--store".into(), "ftp://x".into()], "unknown --store"),
+        (
+            vec!["serve".into(), "--store".into(), "ftp://x".into()],
+            "unknown --store",
+        ),
     ];
     for (args, expect) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -77,7 +111,12 @@ async fn bad_configuration_stops_start_up_with_one_line() {
     // A port in use.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    refused(&["serve", "--listen", &addr, "--store", "memory:"], &[], "cannot listen on").await;
+    refused(
+        &["serve", "--listen", &addr, "--store", "memory:"],
+        &[],
+        "cannot listen on",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,8 +127,14 @@ async fn the_banner_and_the_generated_key_file() {
     assert_eq!(server.api_key.len(), 43);
     let key_file = dir.path().join("tessera.db.api-key");
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), server.api_key);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap().trim(),
+        server.api_key
+    );
     server.create(json!({})).await;
     let status = server.terminate().await;
     assert!(status.success(), "{status:?}");
@@ -108,7 +153,13 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
     let config = config.to_str().unwrap();
     let key = "k".repeat(40);
 
-    let server = Server::start_in(dir.path(), "memory:", &["--config", config], &[("TESSERA_API_KEY", &key)]).await;
+    let server = Server::start_in(
+        dir.path(),
+        "memory:",
+        &["--config", config],
+        &[("TESSERA_API_KEY", &key)],
+    )
+    .await;
     assert_eq!(server.api_key, "configured");
     let response = server
         .client
@@ -119,7 +170,11 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(idle_of(&body["session"]), Duration::from_secs(300), "from the file");
+    assert_eq!(
+        idle_of(&body["session"]),
+        Duration::from_secs(300),
+        "from the file"
+    );
     server.terminate().await;
 
     let server = Server::start_in(
@@ -139,7 +194,11 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
         .json()
         .await
         .unwrap();
-    assert_eq!(idle_of(&body["session"]), Duration::from_secs(600), "the environment wins");
+    assert_eq!(
+        idle_of(&body["session"]),
+        Duration::from_secs(600),
+        "the environment wins"
+    );
     server.terminate().await;
 
     let server = Server::start_in(
@@ -159,14 +218,24 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
         .json()
         .await
         .unwrap();
-    assert_eq!(idle_of(&body["session"]), Duration::from_secs(90), "the flag wins");
+    assert_eq!(
+        idle_of(&body["session"]),
+        Duration::from_secs(90),
+        "the flag wins"
+    );
     server.terminate().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_never_carry_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_in(dir.path(), "memory:", &["--log-format", "json"], &[("RUST_LOG", "trace")]).await;
+    let server = Server::start_in(
+        dir.path(),
+        "memory:",
+        &["--log-format", "json"],
+        &[("RUST_LOG", "trace")],
+    )
+    .await;
     let (token, _) = server.create(json!({"subject": "logs"})).await;
     let login: Value = server
         .api(Method::POST, "/v1/session/login")
@@ -179,16 +248,26 @@ async fn json_logs_never_carry_a_token() {
         .await
         .unwrap();
     let token2 = login["token"].as_str().unwrap().to_owned();
-    server.client.get(server.url("/v1/auth")).bearer_auth(&token2).send().await.unwrap();
+    server
+        .client
+        .get(server.url("/v1/auth"))
+        .bearer_auth(&token2)
+        .send()
+        .await
+        .unwrap();
     let logs = server.logs.clone();
     assert!(server.terminate().await.success());
     let logs = logs.lock().unwrap().clone();
     assert!(logs.len() >= 2, "{logs:?}");
     for line in &logs {
-        let parsed: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let parsed: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(parsed["level"].is_string(), "{line}");
         for secret in [&token, &token2] {
-            assert!(!line.contains(secret.as_str()), "a token in the log: {line}");
+            assert!(
+                !line.contains(secret.as_str()),
+                "a token in the log: {line}"
+            );
         }
     }
 }
@@ -196,7 +275,9 @@ async fn json_logs_never_carry_a_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn https_with_rustls() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
@@ -204,13 +285,24 @@ async fn https_with_rustls() {
     let server = Server::start_in(
         dir.path(),
         "memory:",
-        &["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()],
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
         &[],
     )
     .await;
-    assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
         .redirect(reqwest::redirect::Policy::none())
         .timeout(common::WAIT)
         .build()
@@ -230,7 +322,10 @@ async fn https_with_rustls() {
         .unwrap();
     assert_eq!(response.status(), 303, "{:?}", response.text().await);
     let cookie = response.headers()["set-cookie"].to_str().unwrap();
-    assert!(cookie.starts_with("__Host-session=") && cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.starts_with("__Host-session=") && cookie.contains("Secure"),
+        "{cookie}"
+    );
     assert!(server.terminate().await.success());
 }
 
@@ -291,38 +386,70 @@ async fn admin_cli_lists_revokes_purges_and_generates_keys() {
     let store = format!("sqlite:{}", dir.path().join("tessera.db").display());
     let server = Server::start_in(dir.path(), "sqlite", &[], &[]).await;
     let (t1, v1) = server
-        .create(json!({"subject": "fred", "client": {"ip": "198.51.100.7", "user_agent": "cli-test"}}))
+        .create(
+            json!({"subject": "fred", "client": {"ip": "198.51.100.7", "user_agent": "cli-test"}}),
+        )
         .await;
     let (t2, _) = server.create(json!({"subject": "fred"})).await;
     let (t3, _) = server.create(json!({"subject": "fred"})).await;
 
     // list, while the service runs on the same database.
-    let (code, out, err) = run(dir.path(), &["sessions", "list", "--subject", "fred", "--store", &store], &[]).await;
+    let (code, out, err) = run(
+        dir.path(),
+        &["sessions", "list", "--subject", "fred", "--store", &store],
+        &[],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(v1["handle"].as_str().unwrap()), "{out}");
-    assert!(out.contains("198.51.100.7") && out.contains("cli-test"), "{out}");
+    assert!(
+        out.contains("198.51.100.7") && out.contains("cli-test"),
+        "{out}"
+    );
     assert!(out.contains("3 live session(s)"), "{out}");
     assert!(!out.contains(&t1), "a token was printed");
 
     // revoke --handle
     let handle = v1["handle"].as_str().unwrap();
-    let (code, out, _) = run(dir.path(), &["sessions", "revoke", "--handle", handle, "--store", &store], &[]).await;
+    let (code, out, _) = run(
+        dir.path(),
+        &["sessions", "revoke", "--handle", handle, "--store", &store],
+        &[],
+    )
+    .await;
     assert_eq!(code, 0);
     assert!(out.contains("revoked session"));
     let status = |t: String| {
-        let req = server.api(Method::GET, "/v1/session").header("Session-Token", t);
+        let req = server
+            .api(Method::GET, "/v1/session")
+            .header("Session-Token", t);
         async move { req.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(status(t1.clone()).await, 404);
-    let (code, _, err) = run(dir.path(), &["sessions", "revoke", "--handle", handle, "--store", &store], &[]).await;
+    let (code, _, err) = run(
+        dir.path(),
+        &["sessions", "revoke", "--handle", handle, "--store", &store],
+        &[],
+    )
+    .await;
     assert_ne!(code, 0);
     assert!(err.contains("no live session"), "{err}");
-    let (code, _, err) = run(dir.path(), &["sessions", "revoke", "--handle", "bad", "--store", &store], &[]).await;
+    let (code, _, err) = run(
+        dir.path(),
+        &["sessions", "revoke", "--handle", "bad", "--store", &store],
+        &[],
+    )
+    .await;
     assert_ne!(code, 0);
     assert!(err.contains("malformed session handle"), "{err}");
 
     // revoke --subject
-    let (code, out, _) = run(dir.path(), &["sessions", "revoke", "--subject", "fred", "--store", &store], &[]).await;
+    let (code, out, _) = run(
+        dir.path(),
+        &["sessions", "revoke", "--subject", "fred", "--store", &store],
+        &[],
+    )
+    .await;
     assert_eq!(code, 0);
     assert!(out.contains("revoked 2 session(s)"), "{out}");
     assert_eq!(status(t2).await, 404);
@@ -332,10 +459,16 @@ async fn admin_cli_lists_revokes_purges_and_generates_keys() {
     server.terminate().await;
 
     // purge: expired records written straight into the database (time is not waited for).
-    let db = tessera_sqlite::SqliteStore::open(dir.path().join("tessera.db")).await.unwrap();
+    let db = tessera_sqlite::SqliteStore::open(dir.path().join("tessera.db"))
+        .await
+        .unwrap();
     let past = Timestamp::now().saturating_sub(Duration::from_secs(3600));
     for expired in [true, true, true, false] {
-        let deadline = if expired { past } else { Timestamp::now().saturating_add(Duration::from_secs(3600)) };
+        let deadline = if expired {
+            past
+        } else {
+            Timestamp::now().saturating_add(Duration::from_secs(3600))
+        };
         let record = Record {
             key: SessionId::generate().key(),
             subject: Some("ghost".into()),
@@ -366,7 +499,13 @@ async fn admin_cli_lists_revokes_purges_and_generates_keys() {
     assert_ne!(a, b);
     // A generated key is accepted by `serve`.
     let server = Server::start_in(dir.path(), "memory:", &["--api-key", a.trim()], &[]).await;
-    let response = server.client.post(server.url("/v1/sessions")).bearer_auth(a.trim()).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(a.trim())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
     server.terminate().await;
 }
@@ -377,9 +516,20 @@ async fn help_and_version_exit_zero() {
     let (code, out, _) = run(dir.path(), &["serve", "--help"], &[]).await;
     assert_eq!(code, 0);
     for flag in [
-        "--listen", "--store", "--idle-timeout", "--absolute-timeout", "--touch-interval",
-        "--max-sessions-per-subject", "--on-limit", "--api-key", "--allowed-origin",
-        "--insecure-cookies", "--tls-cert", "--tls-key", "--config", "--log-format",
+        "--listen",
+        "--store",
+        "--idle-timeout",
+        "--absolute-timeout",
+        "--touch-interval",
+        "--max-sessions-per-subject",
+        "--on-limit",
+        "--api-key",
+        "--allowed-origin",
+        "--insecure-cookies",
+        "--tls-cert",
+        "--tls-key",
+        "--config",
+        "--log-format",
     ] {
         assert!(out.contains(flag), "{flag} missing from --help");
     }

@@ -12,7 +12,10 @@ fn set_cookie(response: &reqwest::Response) -> Option<Option<String>> {
     response.headers().get_all(SET_COOKIE).iter().find_map(|v| {
         let text = v.to_str().unwrap();
         let rest = text.strip_prefix(&format!("{COOKIE_NAME}="))?;
-        assert!(text.contains("HttpOnly") && text.contains("Secure") && text.contains("Path=/"), "{text}");
+        assert!(
+            text.contains("HttpOnly") && text.contains("Secure") && text.contains("Path=/"),
+            "{text}"
+        );
         let value = rest.split(';').next().unwrap().to_owned();
         let cleared = value.is_empty() || text.contains("Max-Age=0");
         Some((!cleared).then_some(value))
@@ -26,7 +29,10 @@ struct Browser<'a> {
 
 impl<'a> Browser<'a> {
     fn new(server: &'a Server) -> Self {
-        Self { server, cookie: None }
+        Self {
+            server,
+            cookie: None,
+        }
     }
 
     fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -83,13 +89,21 @@ async fn the_shop_lifecycle_on_every_store() {
         assert!(browser.cookie.is_none(), "no session before the first add");
 
         // Adding creates the session; names are HTML-escaped.
-        let response = browser.post("/demo/cart", &[("item", "tea"), ("csrf_token", "")]).await;
+        let response = browser
+            .post("/demo/cart", &[("item", "tea"), ("csrf_token", "")])
+            .await;
         assert_eq!(response.status(), 303);
         assert_eq!(response.headers()["location"], "/demo/");
-        let first_cookie = browser.cookie.clone().expect("a session cookie after the first add");
+        let first_cookie = browser
+            .cookie
+            .clone()
+            .expect("a session cookie after the first add");
         let token = browser.csrf().await;
         let response = browser
-            .post("/demo/cart", &[("item", "<b>jam</b>"), ("csrf_token", &token)])
+            .post(
+                "/demo/cart",
+                &[("item", "<b>jam</b>"), ("csrf_token", &token)],
+            )
             .await;
         assert_eq!(response.status(), 303);
         let (_, page) = browser.get("/demo/").await;
@@ -98,10 +112,14 @@ async fn the_shop_lifecycle_on_every_store() {
         assert!(page.contains("anonymous"));
 
         // Bad items: empty, too long.
-        let response = browser.post("/demo/cart", &[("item", ""), ("csrf_token", &token)]).await;
+        let response = browser
+            .post("/demo/cart", &[("item", ""), ("csrf_token", &token)])
+            .await;
         assert_eq!(response.status(), 400);
         let long = "x".repeat(65);
-        let response = browser.post("/demo/cart", &[("item", &long), ("csrf_token", &token)]).await;
+        let response = browser
+            .post("/demo/cart", &[("item", &long), ("csrf_token", &token)])
+            .await;
         assert_eq!(response.status(), 400);
 
         // Concurrent adds all land.
@@ -113,17 +131,30 @@ async fn the_shop_lifecycle_on_every_store() {
                 .header(COOKIE, format!("{COOKIE_NAME}={first_cookie}"))
                 .header("origin", server.base.clone())
                 .form(&[("item", format!("item-{i}")), ("csrf_token", token.clone())]);
-            tasks.push(tokio::spawn(async move { request.send().await.unwrap().status().as_u16() }));
+            tasks.push(tokio::spawn(async move {
+                request.send().await.unwrap().status().as_u16()
+            }));
         }
         for task in tasks {
             assert_eq!(task.await.unwrap(), 303);
         }
         let (_, page) = browser.get("/demo/").await;
-        assert_eq!(page.matches("class=\"cart-item\"").count(), 10, "{store}: {page}");
+        assert_eq!(
+            page.matches("class=\"cart-item\"").count(),
+            10,
+            "{store}: {page}"
+        );
 
         // A wrong password: 401, session unchanged.
         let response = browser
-            .post("/demo/login", &[("username", "zoe"), ("password", "nope"), ("csrf_token", &token)])
+            .post(
+                "/demo/login",
+                &[
+                    ("username", "zoe"),
+                    ("password", "nope"),
+                    ("csrf_token", &token),
+                ],
+            )
             .await;
         assert_eq!(response.status(), 401);
         assert_eq!(browser.cookie.as_deref(), Some(first_cookie.as_str()));
@@ -132,7 +163,14 @@ async fn the_shop_lifecycle_on_every_store() {
 
         // Login: a new cookie, the cart kept, the old cookie refused.
         let response = browser
-            .post("/demo/login", &[("username", "zoe"), ("password", "demo"), ("csrf_token", &token)])
+            .post(
+                "/demo/login",
+                &[
+                    ("username", "zoe"),
+                    ("password", "demo"),
+                    ("csrf_token", &token),
+                ],
+            )
             .await;
         assert_eq!(response.status(), 303);
         let second_cookie = browser.cookie.clone().unwrap();
@@ -172,7 +210,16 @@ async fn the_shop_lifecycle_on_every_store() {
 
         // Devices: a second device for zoe, listed, then revoked as "others".
         let mut phone = Browser::new(&server);
-        phone.post("/demo/login", &[("username", "zoe"), ("password", "demo"), ("csrf_token", "")]).await;
+        phone
+            .post(
+                "/demo/login",
+                &[
+                    ("username", "zoe"),
+                    ("password", "demo"),
+                    ("csrf_token", ""),
+                ],
+            )
+            .await;
         assert!(phone.cookie.is_some());
         let (status, page) = browser.get("/demo/devices").await;
         assert_eq!(status, 200);
@@ -180,7 +227,10 @@ async fn the_shop_lifecycle_on_every_store() {
         assert!(page.contains("(this device)"));
         let token = browser.csrf().await;
         let response = browser
-            .post("/demo/devices/revoke", &[("handle", "others"), ("csrf_token", &token)])
+            .post(
+                "/demo/devices/revoke",
+                &[("handle", "others"), ("csrf_token", &token)],
+            )
             .await;
         assert_eq!(response.status(), 303);
         let (_, page) = phone.get("/demo/").await;
@@ -190,12 +240,17 @@ async fn the_shop_lifecycle_on_every_store() {
 
         // Revoke by handle: only one's own sessions.
         let response = browser
-            .post("/demo/devices/revoke", &[("handle", &"A".repeat(43)), ("csrf_token", &token)])
+            .post(
+                "/demo/devices/revoke",
+                &[("handle", &"A".repeat(43)), ("csrf_token", &token)],
+            )
             .await;
         assert_eq!(response.status(), 404);
 
         // Logout: the cookie is cleared, Clear-Site-Data is sent, the old cookie is refused.
-        let response = browser.post("/demo/logout", &[("csrf_token", &token)]).await;
+        let response = browser
+            .post("/demo/logout", &[("csrf_token", &token)])
+            .await;
         assert_eq!(response.status(), 303);
         let clear = response.headers()["clear-site-data"].to_str().unwrap();
         assert!(clear.contains("\"cookies\""), "{clear}");
@@ -217,9 +272,14 @@ async fn the_shop_lifecycle_on_every_store() {
 async fn cross_site_posts_are_refused_and_counted() {
     let server = Server::start("memory:", &[]).await;
     let mut browser = Browser::new(&server);
-    browser.post("/demo/cart", &[("item", "tea"), ("csrf_token", "")]).await;
+    browser
+        .post("/demo/cart", &[("item", "tea"), ("csrf_token", "")])
+        .await;
     let cookie = browser.cookie.clone().unwrap();
-    for (name, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")] {
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
         let response = server
             .client
             .post(server.url("/demo/cart"))
@@ -242,9 +302,23 @@ async fn cross_site_posts_are_refused_and_counted() {
         .unwrap();
     assert_eq!(response.status(), 403);
     let (_, page) = browser.get("/demo/").await;
-    assert!(!page.contains("evil") && page.contains("cart-item\">tea"), "{page}");
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tessera_csrf_rejections_total 3"), "{metrics}");
+    assert!(
+        !page.contains("evil") && page.contains("cart-item\">tea"),
+        "{page}"
+    );
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tessera_csrf_rejections_total 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -261,5 +335,8 @@ async fn insecure_cookies_drop_the_prefix_and_secure() {
     assert_eq!(response.status(), 303);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("session="), "{cookie}");
-    assert!(!cookie.contains("Secure") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
 }

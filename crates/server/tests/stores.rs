@@ -12,7 +12,11 @@ const STORES: &[(&str, &str, u16)] = &[
     ("postgres", "postgres://postgres@127.0.0.1:5432/test", 5432),
     ("mysql", "mysql://root@127.0.0.1:3306/test", 3306),
     ("redis", "redis://127.0.0.1:6379", 6379),
-    ("redis cluster", "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", 7001),
+    (
+        "redis cluster",
+        "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003",
+        7001,
+    ),
     ("memcached", "memcached://127.0.0.1:11211", 11211),
 ];
 
@@ -24,7 +28,9 @@ fn reachable(name: &str, port: u16) -> bool {
     .is_ok();
     if !up {
         if std::env::var("TESSERA_REQUIRE_STORES").as_deref() == Ok("1") {
-            panic!("the {name} server on 127.0.0.1:{port} is not reachable (TESSERA_REQUIRE_STORES=1)");
+            panic!(
+                "the {name} server on 127.0.0.1:{port} is not reachable (TESSERA_REQUIRE_STORES=1)"
+            );
         }
         eprintln!("skipping the {name} store: nothing listens on 127.0.0.1:{port}");
     }
@@ -34,7 +40,10 @@ fn reachable(name: &str, port: u16) -> bool {
 fn unique(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).unwrap();
-    format!("{prefix}-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "{prefix}-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,12 +68,28 @@ async fn the_api_on_every_shared_store() {
         let token2 = login["token"].as_str().unwrap().to_owned();
         assert_eq!(login["session"]["data"]["cart"], json!(["tea"]), "{name}");
         assert_ne!(login["session"]["handle"], view["handle"]);
-        let old = server.api(Method::GET, "/v1/session").header("Session-Token", &token).send().await.unwrap();
+        let old = server
+            .api(Method::GET, "/v1/session")
+            .header("Session-Token", &token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(old.status(), 404, "{name}: the old token is dead");
-        let auth = server.client.get(server.url("/v1/auth")).bearer_auth(&token2).send().await.unwrap();
+        let auth = server
+            .client
+            .get(server.url("/v1/auth"))
+            .bearer_auth(&token2)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(auth.status(), 200, "{name}");
         assert_eq!(auth.headers()["tessera-subject"], subject.as_str());
-        let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
+        let ready = server
+            .client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(ready.status(), 200, "{name}");
 
         let list = server
@@ -79,11 +104,26 @@ async fn the_api_on_every_shared_store() {
         } else {
             assert_eq!(list.status(), 200, "{name}");
             let body: Value = list.json().await.unwrap();
-            assert_eq!(body["sessions"].as_array().unwrap().len(), 1, "{name}: {body}");
+            assert_eq!(
+                body["sessions"].as_array().unwrap().len(),
+                1,
+                "{name}: {body}"
+            );
         }
-        let deleted = server.api(Method::DELETE, "/v1/session").header("Session-Token", &token2).send().await.unwrap();
+        let deleted = server
+            .api(Method::DELETE, "/v1/session")
+            .header("Session-Token", &token2)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(deleted.status(), 204, "{name}");
-        let auth = server.client.get(server.url("/v1/auth")).bearer_auth(&token2).send().await.unwrap();
+        let auth = server
+            .client
+            .get(server.url("/v1/auth"))
+            .bearer_auth(&token2)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(auth.status(), 401, "{name}");
         assert!(server.terminate().await.success());
     }
@@ -135,7 +175,13 @@ async fn two_instances_share_one_store_without_sticky_sessions() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    let auth = a.client.get(a.url("/v1/auth")).bearer_auth(&token).send().await.unwrap();
+    let auth = a
+        .client
+        .get(a.url("/v1/auth"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(auth.status(), 401);
     a.terminate().await;
     b.terminate().await;
@@ -149,11 +195,22 @@ async fn an_unreachable_store_stops_start_up_with_one_line() {
         "redis://127.0.0.1:1",
         "memcached://127.0.0.1:1",
     ] {
-        let (code, _, stderr) = common::run(dir.path(), &["serve", "--listen", "127.0.0.1:0", "--store", url], &[]).await;
+        let (code, _, stderr) = common::run(
+            dir.path(),
+            &["serve", "--listen", "127.0.0.1:0", "--store", url],
+            &[],
+        )
+        .await;
         assert_ne!(code, 0, "{url}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tessera: error:")).collect();
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("tessera: error:"))
+            .collect();
         assert_eq!(errors.len(), 1, "{url}: {stderr}");
-        assert!(errors[0].contains("cannot open the store") || errors[0].contains("does not answer"), "{stderr}");
+        assert!(
+            errors[0].contains("cannot open the store") || errors[0].contains("does not answer"),
+            "{stderr}"
+        );
     }
 }
