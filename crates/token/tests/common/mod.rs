@@ -51,10 +51,13 @@ pub fn jwt_engine(clock: &ManualClock) -> JwtEngine {
         .with_clock(clock.clone())
 }
 
+/// A named engine with its clock and its revocation store.
+pub type Fixture = (&'static str, Arc<dyn Engine>, ManualClock, Arc<MemoryStore>);
+
 /// One engine of each stateless kind (cookie, JWT EdDSA, JWT HS256), each on its own manual
 /// clock, all with revocation in one memory store.
-pub fn engines() -> Vec<(&'static str, Arc<dyn Engine>, ManualClock, Arc<MemoryStore>)> {
-    let mut out: Vec<(&'static str, Arc<dyn Engine>, ManualClock, Arc<MemoryStore>)> = Vec::new();
+pub fn engines() -> Vec<Fixture> {
+    let mut out: Vec<Fixture> = Vec::new();
     let clock = self::clock();
     let store = Arc::new(MemoryStore::new());
     let engine = cookie_engine(&clock).with_revocation(revocation(store.clone()));
