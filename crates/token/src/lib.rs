@@ -41,6 +41,10 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
+//! A whole app that runs the same axum handlers on server-side, encrypted-cookie or JWT
+//! sessions by a command-line flag: `examples/switch.rs`
+//! (`cargo run -p tessera-token --example switch -- jwt`); its scripted check runs as a test.
+//!
 //! # Feature flags
 //!
 //! None: both engines are always built; they share almost all their code.
