@@ -1,18 +1,21 @@
 //! The JWT engine: the session as the claims of a compact JWS signed with EdDSA or HS256.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use tessera_core::{ClientInfo, Data, Key, Record, Timestamp};
 
 use crate::cookie::{DEFAULT_COOKIE_NAME, MAX_COOKIE_BYTES};
 use crate::error::{KeyError, TokenError};
 use crate::json::parse_strict;
-use crate::jwt_key::{JWT_TYP, JwtKey};
+use crate::jwt_key::{Algorithm, JWT_TYP, JwtKey};
 use crate::lifecycle::{Codec, Core, jti, stateless_engine};
 use crate::ring::KeyRing;
 
@@ -88,6 +91,15 @@ pub(crate) struct JwtCodec {
     audience: Option<Box<str>>,
     leeway: Duration,
     max_bytes: usize,
+    /// Tokens whose Ed25519 signature this ring already verified, keyed by the SHA-256 of the
+    /// whole token, with their parsed claims. Only the signature check is skipped on a hit:
+    /// every claim and deadline check runs again. `None` when disabled.
+    memo: Option<Arc<Memo>>,
+}
+
+struct Memo {
+    capacity: usize,
+    verified: Mutex<HashMap<[u8; 32], Claims>>,
 }
 
 impl JwtEngine {
@@ -110,6 +122,7 @@ impl JwtEngine {
                 audience: None,
                 leeway: Duration::from_secs(30),
                 max_bytes: MAX_COOKIE_BYTES - DEFAULT_COOKIE_NAME.len() - 1,
+                memo: Memo::new(DEFAULT_MEMO_CAPACITY),
             })),
         })
     }
@@ -136,6 +149,19 @@ impl JwtEngine {
         self.edit(|core| core.codec.max_bytes = max)
     }
 
+    /// How many verified EdDSA tokens to remember (default 4096; 0 turns the memo off).
+    ///
+    /// An Ed25519 verification costs tens of microseconds; a client sends the same token on
+    /// every request until it is re-issued. The memo maps the SHA-256 of a whole token whose
+    /// signature this engine's key ring verified to its parsed claims, so a repeated token
+    /// skips only the signature check: `typ`/`kid`/`alg` were checked with it, and every
+    /// claim, deadline and revocation check runs on every request. A token differing in any
+    /// byte has another hash. Only tokens with a valid signature enter, so an attacker cannot
+    /// fill it with forgeries; when full it is emptied.
+    pub fn with_verified_token_memo(self, capacity: usize) -> Self {
+        self.edit(|core| core.codec.memo = Memo::new(capacity))
+    }
+
     /// The key ring.
     pub fn keys(&self) -> &KeyRing<JwtKey> {
         &self.core.codec.keys
@@ -149,7 +175,7 @@ impl JwtEngine {
 
 stateless_engine!(JwtEngine, JwtCodec);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,7 +192,7 @@ struct Claims {
     tsr: State,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 enum Audience {
     One(String),
@@ -174,7 +200,7 @@ enum Audience {
 }
 
 /// The session inside the claims; times in milliseconds since the epoch.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct State {
     ver: u64,
@@ -244,6 +270,15 @@ impl JwtCodec {
         if token.len() > self.max_bytes {
             return None;
         }
+        let digest: Option<[u8; 32]> = self
+            .memo
+            .as_ref()
+            .map(|_| Sha256::digest(token.as_bytes()).into());
+        if let (Some(memo), Some(digest)) = (&self.memo, &digest) {
+            if let Some(claims) = memo.verified.lock().get(digest) {
+                return self.check_claims(claims, now).then(|| claims.clone());
+            }
+        }
         let mut segments = token.split('.');
         let (header, payload, signature) = (segments.next()?, segments.next()?, segments.next()?);
         if segments.next().is_some() || header.len() > MAX_HEADER_CHARS {
@@ -257,6 +292,10 @@ impl JwtCodec {
         }
         let claims = parse_strict(&URL_SAFE_NO_PAD.decode(payload).ok()?)?;
         let claims: Claims = serde_json::from_value(claims).ok()?;
+        if let (Some(memo), Some(digest), Algorithm::EdDsa) = (&self.memo, digest, key.algorithm())
+        {
+            memo.remember(digest, &claims);
+        }
         self.check_claims(&claims, now).then_some(claims)
     }
 
@@ -297,6 +336,28 @@ impl JwtCodec {
             _ => false,
         };
         issuer_ok && audience_ok
+    }
+}
+
+/// The memo size unless configured.
+const DEFAULT_MEMO_CAPACITY: usize = 4096;
+
+impl Memo {
+    fn new(capacity: usize) -> Option<Arc<Self>> {
+        (capacity > 0).then(|| {
+            Arc::new(Self {
+                capacity,
+                verified: Mutex::new(HashMap::new()),
+            })
+        })
+    }
+
+    fn remember(&self, digest: [u8; 32], claims: &Claims) {
+        let mut verified = self.verified.lock();
+        if verified.len() >= self.capacity {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
     }
 }
 

@@ -633,3 +633,38 @@ fn the_typ_and_alg_of_issued_tokens_are_explicit() {
     assert_eq!(claims["iss"], "https://issuer.test");
     let _: &dyn Engine = &f.engine;
 }
+
+#[test]
+fn the_verified_token_memo_skips_only_the_signature_check() {
+    let f = fixture();
+    let token = block_on(issue(&f.engine, Some("alice")));
+    // Verified once, now remembered.
+    assert!(accepted(&f, &token));
+    assert!(accepted(&f, &token));
+    // Another configuration sharing the memo still checks every claim.
+    let other_issuer = f.engine.clone().with_issuer("https://other.test");
+    assert!(block_on(other_issuer.load(&token)).unwrap().is_none());
+    let other_audience = f.engine.clone().with_audience("admin");
+    assert!(block_on(other_audience.load(&token)).unwrap().is_none());
+    // And time still runs out for a remembered token.
+    f.clock.advance(Duration::from_secs(600));
+    assert!(!accepted(&f, &token));
+    // With the memo off, the same answers.
+    let plain = f.engine.clone().with_verified_token_memo(0);
+    f.clock.advance(Duration::from_secs(1));
+    let fresh = block_on(issue(&plain, None));
+    assert!(block_on(plain.load(&fresh)).unwrap().is_some());
+    assert!(block_on(plain.load(&token)).unwrap().is_none());
+}
+
+#[test]
+fn a_tiny_memo_stays_bounded_and_correct() {
+    let f = fixture();
+    let engine = f.engine.clone().with_verified_token_memo(2);
+    let tokens: Vec<String> = (0..10).map(|_| block_on(issue(&engine, None))).collect();
+    for _ in 0..2 {
+        for token in &tokens {
+            assert!(block_on(engine.load(token)).unwrap().is_some());
+        }
+    }
+}
