@@ -17,6 +17,10 @@ use tower::ServiceExt;
 
 fn app() -> Router {
     let sessions = Sessions::new(MemoryStore::new());
+    routes().layer(SessionLayer::new(sessions, SessionConfig::default()).expect("valid config"))
+}
+
+fn routes() -> Router {
     Router::new()
         .route("/plain", get(|| async { "plain" }))
         .route(
@@ -39,7 +43,6 @@ fn app() -> Router {
                 "ok"
             }),
         )
-        .layer(SessionLayer::new(sessions, SessionConfig::default()).expect("valid config"))
 }
 
 fn bench(c: &mut Criterion) {
@@ -65,6 +68,11 @@ fn bench(c: &mut Criterion) {
         }
         builder.body(Body::empty()).unwrap()
     };
+    let bare = routes();
+    group.bench_function("plain without the layer (baseline)", |b| {
+        b.to_async(&rt)
+            .iter(|| bare.clone().oneshot(request("/plain", Some(&cookie))))
+    });
     group.bench_function("plain (untouched session)", |b| {
         b.to_async(&rt)
             .iter(|| app.clone().oneshot(request("/plain", Some(&cookie))))

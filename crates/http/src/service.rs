@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use tessera_core::ClientInfo;
 use tower_service::Service;
 
 use crate::config::{CSRF_FORM_FIELD, SessionConfig, Transport};
@@ -16,15 +15,11 @@ use crate::cookie::find_session_cookie_limited;
 use crate::csrf::{self, Verdict};
 use crate::layer::SessionLayer;
 use crate::rejection::SessionRejection;
-use crate::session::{Outcome, Session};
+use crate::session::{ClientSource, Outcome, Session};
 
 /// The response body of [`SessionService`]: the inner service's body, or the short text of a
 /// [`SessionRejection`].
 pub type ResponseBody<B> = Either<B, Full<Bytes>>;
-
-/// The future of [`SessionService`].
-pub type ResponseFuture<B, E> =
-    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send + 'static>>;
 
 /// The service [`SessionLayer`] wraps around the inner service.
 ///
@@ -37,10 +32,112 @@ pub struct SessionService<S> {
     pub(crate) layer: SessionLayer,
 }
 
+/// A boxed, sendable future.
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the layer needs after the handler: the session to commit and how to answer.
+struct After {
+    session: Session,
+    layer: SessionLayer,
+    /// The request was subject to the CSRF check (for `Vary`).
+    checked: bool,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`SessionService`].
+    ///
+    /// A request whose handler never touched the session completes without any allocation
+    /// beyond the handle itself; only a commit (or a form that must be read for its CSRF token)
+    /// goes through a boxed future.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        /// The request was refused before the handler.
+        Rejected { response: Option<Response<ResponseBody<B>>> },
+        /// The slow path (a form body read for its CSRF token), boxed whole.
+        Boxed { future: BoxFuture<Result<Response<ResponseBody<B>>, E>> },
+        /// The handler is running.
+        Inner { #[pin] future: F, after: Option<After> },
+        /// The session is being committed.
+        Committing {
+            future: BoxFuture<Result<Outcome, SessionRejection>>,
+            response: Option<Response<B>>,
+            after: Option<After>,
+        },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+                StateProj::Boxed { future } => return future.as_mut().poll(cx),
+                StateProj::Inner { future, after } => {
+                    let response = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => response,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    let after = after.take().expect("polled after completion");
+                    if after.session.finish_if_untouched() {
+                        return Poll::Ready(Ok(respond(
+                            response,
+                            &Outcome::default(),
+                            &after,
+                            false,
+                        )));
+                    }
+                    let session = after.session.clone();
+                    let log = after.layer.config.read_only_commit_failure_is_logged;
+                    let future = Box::pin(async move { session.finish(log).await });
+                    this.state.set(State::Committing {
+                        future,
+                        response: Some(response),
+                        after: Some(after),
+                    });
+                }
+                StateProj::Committing {
+                    future,
+                    response,
+                    after,
+                } => {
+                    let outcome = match future.as_mut().poll(cx) {
+                        Poll::Ready(outcome) => outcome,
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    let after = after.take().expect("polled after completion");
+                    let response = response.take().expect("polled after completion");
+                    let cookie_mode = matches!(after.layer.config.transport, Transport::Cookie);
+                    return Poll::Ready(Ok(match outcome {
+                        Ok(outcome) => respond(response, &outcome, &after, true),
+                        Err(rejection) => reject(&rejection, cookie_mode && after.checked),
+                    }));
+                }
+            }
+        }
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     ReqBody: http_body::Body + From<Bytes> + Send + 'static,
     ReqBody::Data: Send,
     ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -48,25 +145,67 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // The clone is not ready; the ready one (self.inner) handles this request.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        Box::pin(handle(layer, inner, request))
+        let config = &*self.layer.config;
+        let (mut parts, body) = request.into_parts();
+        let token = match read_token(&parts.headers, config) {
+            Ok(token) => token,
+            Err(rejection) => {
+                return ResponseFuture {
+                    state: State::Rejected {
+                        response: Some(reject(&rejection, false)),
+                    },
+                };
+            }
+        };
+        let verdict = csrf::evaluate(&parts, config, token.is_some());
+        let checked = verdict != Verdict::NotChecked || csrf::is_unsafe(&parts.method);
+        if verdict == Verdict::NeedsToken(None) && is_form(&parts.headers) {
+            // The token can only be in the form body: the slow path reads it first.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let layer = self.layer.clone();
+            let future = Box::pin(with_form_token(layer, inner, parts, body, token, checked));
+            return ResponseFuture {
+                state: State::Boxed { future },
+            };
+        }
+        let session = Session::new(
+            self.layer.engine.clone(),
+            token,
+            client_info(&parts),
+            verdict,
+        );
+        parts.extensions.insert(session.clone());
+        let future = self.inner.call(Request::from_parts(parts, body));
+        ResponseFuture {
+            state: State::Inner {
+                future,
+                after: Some(After {
+                    session,
+                    layer: self.layer.clone(),
+                    checked,
+                }),
+            },
+        }
     }
 }
 
-async fn handle<S, ReqBody, ResBody>(
+/// The slow path: reads a form body (bounded) to find its `csrf_token` field, hands the bytes
+/// on, and then behaves like the fast path.
+async fn with_form_token<S, ReqBody, ResBody>(
     layer: SessionLayer,
     mut inner: S,
-    request: Request<ReqBody>,
+    mut parts: http::request::Parts,
+    body: ReqBody,
+    token: Option<Box<str>>,
+    checked: bool,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -74,60 +213,61 @@ where
     ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let config = &*layer.config;
-    let (mut parts, body) = request.into_parts();
-    let cookie_mode = matches!(config.transport, Transport::Cookie);
-
-    let token = match read_token(&parts.headers, config) {
-        Ok(token) => token,
-        Err(rejection) => return Ok(reject(&rejection, false)),
+    let bytes = match Limited::new(body, config.max_form_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            tracing::warn!(target: crate::session::TARGET, "form too large or unreadable for the CSRF token check");
+            let rejection = SessionRejection::Csrf(csrf::CsrfFailure::MissingToken);
+            return Ok(reject(&rejection, true));
+        }
     };
-
-    let mut verdict = csrf::evaluate(&parts, config, token.is_some());
-    let mut body = body;
-    if verdict == Verdict::NeedsToken(None) && is_form(&parts.headers) {
-        // The token can only be in the form body: read it (bounded) and hand the bytes on.
-        let bytes = match Limited::new(body, config.max_form_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                let rejection = SessionRejection::Csrf(csrf::CsrfFailure::MissingToken);
-                tracing::warn!(target: crate::session::TARGET, "form too large or unreadable for the CSRF token check");
-                return Ok(reject(&rejection, true));
-            }
-        };
-        let field = form_urlencoded::parse(&bytes)
-            .find(|(name, _)| name == CSRF_FORM_FIELD)
-            .map(|(_, value)| Box::from(&*value));
-        verdict = Verdict::NeedsToken(field);
-        body = ReqBody::from(bytes);
-    }
-    let checked = verdict != Verdict::NotChecked || csrf::is_unsafe(&parts.method);
-
-    let session = Session::new(layer.engine.clone(), token, client_info(&parts), verdict);
+    let field = form_urlencoded::parse(&bytes)
+        .find(|(name, _)| name == CSRF_FORM_FIELD)
+        .map(|(_, value)| Box::from(&*value));
+    let session = Session::new(
+        layer.engine.clone(),
+        token,
+        client_info(&parts),
+        Verdict::NeedsToken(field),
+    );
     parts.extensions.insert(session.clone());
-
-    let response = inner.call(Request::from_parts(parts, body)).await?;
-
-    let outcome = match session
-        .finish(config.read_only_commit_failure_is_logged)
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(rejection) => return Ok(reject(&rejection, cookie_mode && checked)),
+    let response = inner
+        .call(Request::from_parts(parts, ReqBody::from(bytes)))
+        .await?;
+    let after = After {
+        session,
+        layer,
+        checked,
     };
+    let log = after.layer.config.read_only_commit_failure_is_logged;
+    Ok(match after.session.finish(log).await {
+        Ok(outcome) => respond(response, &outcome, &after, true),
+        Err(rejection) => reject(&rejection, after.checked),
+    })
+}
+
+/// The handler's response with what the commit means for the client.
+fn respond<B>(
+    response: Response<B>,
+    outcome: &Outcome,
+    after: &After,
+    loaded: bool,
+) -> Response<ResponseBody<B>> {
+    let config = &*after.layer.config;
     let mut response = response.map(Either::Left);
     let headers = response.headers_mut();
-    if let Err(rejection) = apply(headers, &outcome, config) {
-        return Ok(reject(&rejection, false));
+    if let Err(rejection) = apply(headers, outcome, config) {
+        return reject(&rejection, false);
     }
-    if cookie_mode {
-        if checked {
+    if matches!(config.transport, Transport::Cookie) {
+        if after.checked {
             append_vary(headers, "origin, sec-fetch-site");
         }
-        if session.was_loaded() {
+        if loaded {
             append_vary(headers, "cookie");
         }
     }
-    Ok(response)
+    response
 }
 
 /// The token the client presented, under the configured transport. Never from the URL or a
@@ -183,27 +323,20 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-fn client_info(parts: &http::request::Parts) -> ClientInfo {
-    const MAX_USER_AGENT: usize = 256;
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| {
-            let mut end = ua.len().min(MAX_USER_AGENT);
-            while !ua.is_char_boundary(end) {
-                end -= 1;
-            }
-            ua[..end].into()
-        });
+/// Where the request came from, kept raw: turned into a [`ClientInfo`] only if a session is
+/// started, so requests that never use the session pay nothing for it.
+fn client_info(parts: &http::request::Parts) -> ClientSource {
     #[cfg(feature = "axum")]
     let ip = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip().to_string().into());
+        .map(|info| info.0.ip());
     #[cfg(not(feature = "axum"))]
     let ip = None;
-    ClientInfo { ip, user_agent }
+    ClientSource {
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+        ip,
+    }
 }
 
 /// Writes what the commit means for the client into the response headers.

@@ -14,6 +14,33 @@ use tokio::sync::Mutex;
 use crate::csrf::{self, CsrfFailure, Verdict};
 use crate::rejection::SessionRejection;
 
+/// The raw client details of a request (cheap to keep: the header value is reference-counted).
+pub(crate) struct ClientSource {
+    pub(crate) user_agent: Option<http::HeaderValue>,
+    pub(crate) ip: Option<std::net::IpAddr>,
+}
+
+impl ClientSource {
+    fn info(&self) -> ClientInfo {
+        const MAX_USER_AGENT: usize = 256;
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| {
+                let mut end = ua.len().min(MAX_USER_AGENT);
+                while !ua.is_char_boundary(end) {
+                    end -= 1;
+                }
+                ua[..end].into()
+            });
+        ClientInfo {
+            ip: self.ip.map(|ip| ip.to_string().into()),
+            user_agent,
+        }
+    }
+}
+
 /// Log target of every event the layer emits.
 pub(crate) const TARGET: &str = "tessera_http";
 
@@ -65,7 +92,7 @@ pub(crate) struct Shared {
     engine: Arc<dyn Engine>,
     /// The token the client presented (cookie value or bearer token): a secret, never logged.
     token: Option<Box<str>>,
-    client: ClientInfo,
+    client: ClientSource,
     verdict: Verdict,
     exempt: AtomicBool,
     slot: Mutex<Slot>,
@@ -111,7 +138,7 @@ impl Session {
     pub(crate) fn new(
         engine: Arc<dyn Engine>,
         token: Option<Box<str>>,
-        client: ClientInfo,
+        client: ClientSource,
         verdict: Verdict,
     ) -> Self {
         Self {
@@ -379,13 +406,16 @@ impl Session {
         Ok(outcome)
     }
 
-    /// Whether the handler used the session (for `Vary`).
-    pub(crate) fn was_loaded(&self) -> bool {
-        self.shared
-            .slot
-            .try_lock()
-            .map(|slot| !matches!(*slot, Slot::Unloaded))
-            .unwrap_or(true)
+    /// Closes the handle without a commit if the handler never used the session; false if it
+    /// did (then [`Session::finish`] must run).
+    pub(crate) fn finish_if_untouched(&self) -> bool {
+        match self.shared.slot.try_lock() {
+            Ok(mut slot) if matches!(*slot, Slot::Unloaded) => {
+                *slot = Slot::Finished;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -395,13 +425,13 @@ const CSRF_MARKER: &str = "_tessera.csrf";
 impl Shared {
     async fn load(&self) -> Result<Loaded, SessionRejection> {
         let (session, presented_dead) = match &self.token {
-            None => (self.engine.start(self.client.clone()), false),
+            None => (self.engine.start(self.client.info()), false),
             Some(token) => match self.engine.load(token).await {
                 Ok(Some(session)) => (session, false),
                 Ok(None) => {
                     tracing::info!(target: TARGET, presented = %token_short(token),
                         "unknown, expired or malformed session token presented; starting a new session");
-                    (self.engine.start(self.client.clone()), true)
+                    (self.engine.start(self.client.info()), true)
                 }
                 Err(error) => {
                     tracing::error!(target: TARGET, %error, "loading the session failed");
