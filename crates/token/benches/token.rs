@@ -12,8 +12,8 @@
 //! "seal" is a new session (start, one insert, login) and its whole commit (record encoding, a fresh token id, AEAD or
 //! signature, base64); "open"/"verify" is a whole `Engine::load` (size and format checks,
 //! decryption or signature verification, decoding, deadline checks), without revocation.
-//! The same token is loaded over and over, as a client sends it, so the EdDSA engine answers
-//! from its verified-token memo; `jwt-eddsa-no-memo` is the cost of a first sight.
+//! The same token is loaded over and over, as a client sends it, so the JWT engines answer
+//! from their verified-token memo; `jwt-eddsa-no-memo` is the cost of a first sight.
 
 // `criterion_group!` defines a public function without a doc comment.
 #![allow(missing_docs)]

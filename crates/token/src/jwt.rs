@@ -15,7 +15,7 @@ use tessera_core::{ClientInfo, Data, Key, Record, Timestamp};
 use crate::cookie::{DEFAULT_COOKIE_NAME, MAX_COOKIE_BYTES};
 use crate::error::{KeyError, TokenError};
 use crate::json::parse_strict;
-use crate::jwt_key::{Algorithm, JWT_TYP, JwtKey};
+use crate::jwt_key::{JWT_TYP, JwtKey};
 use crate::lifecycle::{Codec, Core, jti, stateless_engine};
 use crate::ring::KeyRing;
 
@@ -91,7 +91,7 @@ pub(crate) struct JwtCodec {
     audience: Option<Box<str>>,
     leeway: Duration,
     max_bytes: usize,
-    /// Tokens whose Ed25519 signature this ring already verified, keyed by the SHA-256 of the
+    /// Tokens whose signature this ring already verified, keyed by the SHA-256 of the
     /// whole token, with their parsed claims. Only the signature check is skipped on a hit:
     /// every claim and deadline check runs again. `None` when disabled.
     memo: Option<Arc<Memo>>,
@@ -149,15 +149,16 @@ impl JwtEngine {
         self.edit(|core| core.codec.max_bytes = max)
     }
 
-    /// How many verified EdDSA tokens to remember (default 4096; 0 turns the memo off).
+    /// How many verified tokens to remember (default 4096; 0 turns the memo off).
     ///
-    /// An Ed25519 verification costs tens of microseconds; a client sends the same token on
-    /// every request until it is re-issued. The memo maps the SHA-256 of a whole token whose
-    /// signature this engine's key ring verified to its parsed claims, so a repeated token
-    /// skips only the signature check: `typ`/`kid`/`alg` were checked with it, and every
-    /// claim, deadline and revocation check runs on every request. A token differing in any
-    /// byte has another hash. Only tokens with a valid signature enter, so an attacker cannot
-    /// fill it with forgeries; when full it is emptied.
+    /// An Ed25519 verification costs tens of microseconds, and parsing the claims a few; a
+    /// client sends the same token on every request until it is re-issued. The memo maps the
+    /// SHA-256 of a whole token whose signature this engine's key ring verified to its parsed
+    /// claims, so a repeated token skips only the signature check and the parse: `typ`, `kid`
+    /// and `alg` were checked with the signature, and every claim, deadline and revocation
+    /// check runs on every request. A token differing in any byte has another hash. Only
+    /// tokens with a valid signature enter, so an attacker cannot fill it with forgeries; when
+    /// full it is emptied.
     pub fn with_verified_token_memo(self, capacity: usize) -> Self {
         self.edit(|core| core.codec.memo = Memo::new(capacity))
     }
@@ -292,8 +293,7 @@ impl JwtCodec {
         }
         let claims = parse_strict(&URL_SAFE_NO_PAD.decode(payload).ok()?)?;
         let claims: Claims = serde_json::from_value(claims).ok()?;
-        if let (Some(memo), Some(digest), Algorithm::EdDsa) = (&self.memo, digest, key.algorithm())
-        {
+        if let (Some(memo), Some(digest)) = (&self.memo, digest) {
             memo.remember(digest, &claims);
         }
         self.check_claims(&claims, now).then_some(claims)

@@ -71,9 +71,9 @@
 //!   signs, older keys open or verify until removed. Keys are 256 bits from a CSPRNG; short,
 //!   text-like (passphrases, undecoded hex/base64) or patterned keys are refused at start
 //!   ([`KeyError`]).
-//! - **Ed25519 verification is memoized** per engine ([`JwtEngine::with_verified_token_memo`]):
-//!   a repeated token skips only the signature check (tens of microseconds), never a claim,
-//!   deadline or revocation check.
+//! - **JWT verification is memoized** per engine ([`JwtEngine::with_verified_token_memo`]):
+//!   a repeated token skips only the signature check (tens of microseconds for Ed25519) and
+//!   the parse, never a claim, deadline or revocation check.
 //! - **Size limit is an error.** A session that does not fit a 4096-byte cookie fails the
 //!   commit with [`TokenError::TooLarge`] (through
 //!   [`StoreError::Backend`](tessera_core::StoreError::Backend)), never a truncated cookie.
