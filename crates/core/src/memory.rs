@@ -1,10 +1,11 @@
 //! The in-process store: sharded, with an expiry index and a bound on its size.
 
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, HashMap, btree_map};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::StoreError;
@@ -53,11 +54,27 @@ pub struct MemoryStore {
 /// Subject → keys of its sessions (may hold keys of records since deleted; pruned on use).
 type SubjectIndex = HashMap<Arc<str>, Vec<Key>>;
 
+/// One lock's worth of records.
+///
+/// The table holds only the entries: an entry's key is read from its own encoding (bytes 1..33
+/// of every encoded record, see [`Record::encode`]), so the 32-byte key is kept once, not in a
+/// separate map key. The expiry index holds (deadline, 8 bytes of the key) with a count, which
+/// is enough to find the entries again: purging removes every entry with that hash *and* that
+/// deadline, and any two such entries are dead at the same time anyway.
 #[derive(Default)]
 struct Shard {
-    records: HashMap<Key, Entry, KeyHasher>,
-    /// Every record's (deadline, key), oldest first.
-    expiry: BTreeSet<(Timestamp, Key)>,
+    table: HashTable<Entry>,
+    expiry: BTreeMap<(Timestamp, u64), u32>,
+}
+
+/// The hash of a key: 8 of its bytes. Keys are SHA-256 outputs of server-generated IDs, so they
+/// are already uniform, and no client can choose which keys get inserted (an unknown ID is only
+/// ever looked up), so there is no hash flooding to defend against. Bytes 8..16 are used because
+/// byte 0 picks the shard.
+fn hash_of(key: &[u8; 32]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&key[8..16]);
+    u64::from_le_bytes(word)
 }
 
 /// A stored record: the encoded bytes plus the fields that change without a full rewrite.
@@ -71,13 +88,31 @@ struct Entry {
 
 impl Entry {
     fn new(record: &Record) -> Self {
+        // A fresh allocation of exactly the encoded size (shrinking the encoder's Vec in place
+        // would leave a hole behind every record).
+        let blob = Box::<[u8]>::from(record.encode().as_slice());
+        debug_assert_eq!(&blob[1..33], record.key.as_bytes());
         Self {
-            blob: record.encode().into_boxed_slice(),
+            blob,
             last_seen_at: record.last_seen_at,
             idle_deadline: record.idle_deadline,
             absolute_deadline: record.absolute_deadline,
             version: record.version,
         }
+    }
+
+    fn key_bytes(&self) -> &[u8; 32] {
+        self.blob[1..33]
+            .try_into()
+            .expect("an encoded record starts with its key")
+    }
+
+    fn key(&self) -> Key {
+        Key::from_bytes(*self.key_bytes())
+    }
+
+    fn hash(&self) -> u64 {
+        hash_of(self.key_bytes())
     }
 
     fn deadline(&self) -> Timestamp {
@@ -88,7 +123,7 @@ impl Entry {
         now < self.deadline()
     }
 
-    fn decode(&self, key: &Key) -> Option<Record> {
+    fn decode(&self) -> Option<Record> {
         match Record::decode(&self.blob) {
             Ok(mut record) => {
                 record.last_seen_at = self.last_seen_at;
@@ -98,6 +133,7 @@ impl Entry {
                 Some(record)
             }
             Err(error) => {
+                let key = self.key();
                 tracing::error!(session = %key.short(), %error, "undecodable session record ignored");
                 None
             }
@@ -110,36 +146,112 @@ impl Entry {
 }
 
 impl Shard {
-    fn insert(&mut self, key: Key, entry: Entry) {
-        self.expiry.insert((entry.deadline(), key));
-        if let Some(old) = self.records.insert(key, entry) {
-            self.expiry.remove(&(old.deadline(), key));
-        }
+    fn len(&self) -> usize {
+        self.table.len()
     }
 
-    fn remove(&mut self, key: &Key) -> Option<Entry> {
-        let entry = self.records.remove(key)?;
-        self.expiry.remove(&(entry.deadline(), *key));
-        Some(entry)
+    fn get(&self, key: &Key) -> Option<&Entry> {
+        let bytes = key.as_bytes();
+        self.table.find(hash_of(bytes), |e| e.key_bytes() == bytes)
+    }
+
+    fn contains(&self, key: &Key) -> bool {
+        self.get(key).is_some()
     }
 
     fn live(&self, key: &Key, now: Timestamp) -> Option<&Entry> {
-        self.records.get(key).filter(|e| e.is_live(now))
+        self.get(key).filter(|e| e.is_live(now))
     }
 
-    /// Removes up to `limit` records dead at `now`; returns their keys and subjects.
+    fn index(&mut self, deadline: Timestamp, hash: u64) {
+        *self.expiry.entry((deadline, hash)).or_insert(0) += 1;
+    }
+
+    fn unindex(&mut self, deadline: Timestamp, hash: u64) {
+        if let btree_map::Entry::Occupied(mut slot) = self.expiry.entry((deadline, hash)) {
+            *slot.get_mut() -= 1;
+            if *slot.get() == 0 {
+                slot.remove();
+            }
+        }
+    }
+
+    /// Inserts or replaces the entry for `entry`'s key.
+    fn insert(&mut self, entry: Entry) {
+        let key = entry.key();
+        self.remove(&key);
+        let hash = entry.hash();
+        self.index(entry.deadline(), hash);
+        self.table.insert_unique(hash, entry, Entry::hash);
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Entry> {
+        let bytes = key.as_bytes();
+        let hash = hash_of(bytes);
+        let found = self
+            .table
+            .find_entry(hash, |e| e.key_bytes() == bytes)
+            .ok()?;
+        let (entry, _) = found.remove();
+        self.unindex(entry.deadline(), hash);
+        Some(entry)
+    }
+
+    /// Records activity on a live entry; false if it is gone or dead.
+    fn touch(&mut self, key: &Key, idle_deadline: Timestamp, now: Timestamp) -> bool {
+        let bytes = key.as_bytes();
+        let hash = hash_of(bytes);
+        let Some(entry) = self
+            .table
+            .find_mut(hash, |e| e.key_bytes() == bytes)
+            .filter(|e| e.is_live(now))
+        else {
+            return false;
+        };
+        let old = entry.deadline();
+        entry.last_seen_at = now;
+        entry.idle_deadline = idle_deadline.min(entry.absolute_deadline);
+        let new = entry.deadline();
+        if old != new {
+            self.unindex(old, hash);
+            self.index(new, hash);
+        }
+        true
+    }
+
+    /// How many entries are dead at `now` (purged or not yet).
+    fn dead(&self, now: Timestamp) -> usize {
+        let dead: u64 = self
+            .expiry
+            .range(..=(now, u64::MAX))
+            .map(|(_, &n)| u64::from(n))
+            .sum();
+        usize::try_from(dead).unwrap_or(usize::MAX)
+    }
+
+    /// Removes up to `limit` records dead at `now`, earliest deadline first; returns their keys
+    /// and subjects.
     fn purge(&mut self, now: Timestamp, limit: usize) -> Vec<(Key, Option<Arc<str>>)> {
         let mut purged = Vec::new();
         while purged.len() < limit {
-            let Some(&(deadline, key)) = self.expiry.first() else {
+            let Some((&(deadline, hash), _)) = self.expiry.first_key_value() else {
                 break;
             };
             if deadline > now {
                 break;
             }
-            self.expiry.pop_first();
-            if let Some(entry) = self.records.remove(&key) {
-                purged.push((key, entry.subject()));
+            let matches = |e: &Entry| e.hash() == hash && e.deadline() == deadline;
+            match self.table.find_entry(hash, matches) {
+                Ok(found) => {
+                    let (entry, _) = found.remove();
+                    self.unindex(deadline, hash);
+                    purged.push((entry.key(), entry.subject()));
+                }
+                // The index is kept exactly in step with the table; an index entry without a
+                // record would be a bug, and dropping it is the safe repair.
+                Err(_) => {
+                    self.expiry.remove(&(deadline, hash));
+                }
             }
         }
         purged
@@ -173,7 +285,7 @@ impl MemoryStore {
 
     /// How many records are held, live or not yet purged.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().records.len()).sum()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Whether no records are held.
@@ -199,6 +311,13 @@ impl MemoryStore {
         }
     }
 
+    /// Adds a key that cannot be in the index yet (a fresh key from a create or a rotation),
+    /// without scanning the subject's list.
+    fn index_new_key(&self, subject: &Arc<str>, key: Key) {
+        let mut map = self.subjects(subject).lock();
+        map.entry(subject.clone()).or_default().push(key);
+    }
+
     fn unindex_subject(&self, subject: &str, key: &Key) {
         let mut map = self.subjects(subject).lock();
         if let Some(keys) = map.get_mut(subject) {
@@ -211,10 +330,10 @@ impl MemoryStore {
 
     /// Makes room in a full shard: expired records first, then the one nearest its deadline.
     fn make_room(&self, shard: &mut Shard, now: Timestamp) {
-        if shard.records.len() < self.shard_capacity {
+        if shard.len() < self.shard_capacity {
             return;
         }
-        let over = shard.records.len() + 1 - self.shard_capacity;
+        let over = shard.len() + 1 - self.shard_capacity;
         let mut dropped = shard.purge(now, over);
         if dropped.len() < over {
             dropped.extend(shard.purge(Timestamp::from_millis(u64::MAX), over - dropped.len()));
@@ -244,21 +363,21 @@ impl Store for MemoryStore {
     async fn create(&self, record: &Record) -> Result<(), StoreError> {
         {
             let mut shard = self.shard(&record.key).write();
-            if shard.records.contains_key(&record.key) {
+            if shard.contains(&record.key) {
                 return Err(StoreError::Duplicate);
             }
             self.make_room(&mut shard, record.last_seen_at);
-            shard.insert(record.key, Entry::new(record));
+            shard.insert(Entry::new(record));
         }
         if let Some(subject) = &record.subject {
-            self.index_subject(subject, record.key);
+            self.index_new_key(subject, record.key);
         }
         Ok(())
     }
 
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let shard = self.shard(key).read();
-        Ok(shard.live(key, now).and_then(|e| e.decode(key)))
+        Ok(shard.live(key, now).and_then(Entry::decode))
     }
 
     async fn update(
@@ -274,7 +393,7 @@ impl Store for MemoryStore {
                 return Err(StoreError::Conflict);
             }
             let old_subject = entry.subject();
-            shard.insert(record.key, Entry::new(record));
+            shard.insert(Entry::new(record));
             old_subject
         };
         if old_subject != record.subject {
@@ -294,16 +413,7 @@ impl Store for MemoryStore {
         idle_deadline: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut guard = self.shard(key).write();
-        let shard = &mut *guard;
-        let Some(entry) = shard.records.get_mut(key).filter(|e| e.is_live(now)) else {
-            return Ok(false);
-        };
-        shard.expiry.remove(&(entry.deadline(), *key));
-        entry.last_seen_at = now;
-        entry.idle_deadline = idle_deadline.min(entry.absolute_deadline);
-        shard.expiry.insert((entry.deadline(), *key));
-        Ok(true)
+        Ok(self.shard(key).write().touch(key, idle_deadline, now))
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
@@ -346,20 +456,20 @@ impl Store for MemoryStore {
             }
             let target = match second {
                 Some(mut shard) => {
-                    if shard.records.contains_key(&new.key) {
+                    if shard.contains(&new.key) {
                         return Err(StoreError::Duplicate);
                     }
                     let old = first.remove(old_key).expect("checked above");
                     self.make_room(&mut shard, now);
-                    shard.insert(new.key, Entry::new(new));
+                    shard.insert(Entry::new(new));
                     old
                 }
                 None => {
-                    if first.records.contains_key(&new.key) {
+                    if first.contains(&new.key) {
                         return Err(StoreError::Duplicate);
                     }
                     let old = first.remove(old_key).expect("checked above");
-                    first.insert(new.key, Entry::new(new));
+                    first.insert(Entry::new(new));
                     old
                 }
             };
@@ -369,7 +479,7 @@ impl Store for MemoryStore {
             self.unindex_subject(&old, old_key);
         }
         if let Some(subject) = &new.subject {
-            self.index_subject(subject, new.key);
+            self.index_new_key(subject, new.key);
         }
         Ok(())
     }
@@ -386,7 +496,7 @@ impl Store for MemoryStore {
         for key in keys {
             let found = {
                 let shard = self.shard(&key).read();
-                shard.live(&key, now).and_then(|e| e.decode(&key))
+                shard.live(&key, now).and_then(Entry::decode)
             };
             match found {
                 Some(record) if record.subject.as_deref() == Some(subject) => records.push(record),
@@ -415,7 +525,6 @@ impl Store for MemoryStore {
         for key in keys.iter().filter(|k| Some(*k) != except) {
             let mut shard = self.shard(key).write();
             let ours = shard
-                .records
                 .get(key)
                 .is_some_and(|e| e.subject().as_deref() == Some(subject));
             if ours {
@@ -451,44 +560,11 @@ impl Store for MemoryStore {
         let mut live = 0usize;
         for shard in self.shards.iter() {
             let shard = shard.read();
-            let dead = shard
-                .expiry
-                .range(..(now, Key::from_bytes([0xff; 32])))
-                .count();
-            live += shard.records.len() - dead.min(shard.records.len());
+            live += shard.len().saturating_sub(shard.dead(now));
         }
         Ok(Some(live as u64))
     }
 }
-
-/// Hashes a [`Key`] by taking 8 of its bytes. Keys are SHA-256 outputs of server-generated IDs,
-/// so they are already uniform, and no client can choose which keys get inserted (an unknown
-/// ID is only ever looked up), so there is no hash-flooding risk to defend against.
-#[derive(Default)]
-struct KeyHashState(u64);
-
-impl Hasher for KeyHashState {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]`'s Hash writes a length prefix (via write_usize) and then the bytes.
-        if bytes.len() >= 16 {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[8..16]);
-            self.0 = u64::from_le_bytes(word);
-        } else {
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
-        }
-    }
-
-    fn write_usize(&mut self, _: usize) {}
-}
-
-type KeyHasher = BuildHasherDefault<KeyHashState>;
 
 #[cfg(test)]
 mod tests {
@@ -550,6 +626,36 @@ mod tests {
         assert!(store.load(&same_shard[0].key, now).await.unwrap().is_some());
         assert!(store.load(&third.key, now).await.unwrap().is_some());
         assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn keys_sharing_hash_bytes_are_kept_apart() {
+        // Same shard byte and same hash bytes, different keys and deadlines.
+        let store = MemoryStore::new();
+        let mut a = record_at(100);
+        let mut b = record_at(200);
+        let mut bytes = [7u8; 32];
+        a.key = Key::from_bytes(bytes);
+        bytes[31] = 8;
+        b.key = Key::from_bytes(bytes);
+        store.create(&a).await.unwrap();
+        store.create(&b).await.unwrap();
+        let t = |ms| Timestamp::from_millis(ms);
+        assert!(store.touch(&b.key, t(300), t(50)).await.unwrap());
+        assert_eq!(store.count_live(t(150)).await.unwrap(), Some(1));
+        assert_eq!(store.purge_expired(t(150), 10).await.unwrap(), 1);
+        assert!(store.load(&a.key, t(10)).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .load(&b.key, t(150))
+                .await
+                .unwrap()
+                .unwrap()
+                .idle_deadline,
+            t(300)
+        );
+        assert_eq!(store.purge_expired(t(300), 10).await.unwrap(), 1);
+        assert!(store.is_empty());
     }
 
     #[tokio::test]

@@ -52,8 +52,9 @@ impl Record {
 
     /// Encodes the record for a store: one format byte ([`FORMAT_V1`]) and then the fields in
     /// [postcard](https://postcard.jamesmunns.com/wire-format) encoding, data values as JSON
-    /// text. Stores may keep some fields in columns of their own as well (deadlines, version,
-    /// subject) for their queries.
+    /// text. Bytes 1..33 are always the key, so a store can read the key of an encoded record
+    /// without decoding it. Stores may keep some fields in columns of their own as well
+    /// (deadlines, version, subject) for their queries.
     pub fn encode(&self) -> Vec<u8> {
         let wire = WireRef {
             key: self.key.as_bytes(),
@@ -294,6 +295,7 @@ pub(crate) mod tests {
         let record = sample(crate::SessionId::generate().key());
         let bytes = record.encode();
         assert_eq!(bytes[0], FORMAT_V1);
+        assert_eq!(&bytes[1..33], record.key.as_bytes());
         assert_eq!(Record::decode(&bytes).unwrap(), record);
     }
 
