@@ -18,6 +18,9 @@ use crate::schema;
 /// The longest subject the `subject` column holds, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 255;
 
+/// How long an idle pooled connection is kept before it is closed.
+const IDLE_CONNECTION_TTL: Duration = Duration::from_secs(300);
+
 /// How often `rotate` retries a transaction that InnoDB chose as a deadlock victim.
 const DEADLOCK_RETRIES: usize = 3;
 
@@ -210,13 +213,25 @@ impl MySqlStore {
         let constraints =
             PoolConstraints::new(0, options.pool_size).expect("0 <= pool_size and pool_size >= 1");
         let opts: Opts = OptsBuilder::from_opts(opts)
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No COM_RESET_CONNECTION when a connection goes back to the pool: it would cost a
+            // round trip per call and drop the server-side prepared statements that the
+            // per-connection statement cache relies on. The store keeps no session state of
+            // its own beyond the isolation level below, and the pool still rolls back an
+            // unfinished transaction and drains unread results before reuse.
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    // Idle connections stay open for reuse (the driver's default of zero
+                    // closes every connection above the minimum as soon as it is returned).
+                    .with_inactive_connection_ttl(IDLE_CONNECTION_TTL)
+                    .with_reset_connection(false),
+            )
             // Affected rows count matched rows, not changed ones: a touch that writes the same
             // values (twice in one millisecond) still reports that the session is there.
             .client_found_rows(true)
             // Read committed: no gap locks, so concurrent creates and rotations on different
             // keys do not block or deadlock one another.
-            .init(vec![
+            .setup(vec![
                 "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
             ])
             .into();

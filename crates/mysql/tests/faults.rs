@@ -259,10 +259,13 @@ impl Relay {
         self.tasks.lock().unwrap().push(accept);
     }
 
-    /// Closes the port and every relayed connection: the server is "down".
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
+    /// Closes the port and every relayed connection: the server is "down". Waits until the
+    /// sockets are really closed, so that the next request cannot slip through.
+    async fn cut(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
             task.abort();
+            let _ = task.await;
         }
     }
 }
@@ -278,7 +281,8 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
     let upstream = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
     let mut relay = Relay::start(upstream).await;
     let url = format!(
-        "mysql://{}@127.0.0.1:{}/{}",
+        // The driver would otherwise switch to the server's Unix socket, around the relay.
+        "mysql://{}@127.0.0.1:{}/{}?prefer_socket=false",
         opts.user().unwrap_or("root"),
         relay.port,
         opts.db_name().unwrap_or("test"),
@@ -290,7 +294,7 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
     store.create(&record).await.unwrap();
     let now = Timestamp::now();
 
-    relay.cut();
+    relay.cut().await;
     for _ in 0..3 {
         let started = Instant::now();
         let err = store.load(&record.key, now).await.unwrap_err();
@@ -321,7 +325,7 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
     }
     assert_eq!(recovered, Some(Some(record)));
     store.ping().await.unwrap();
-    relay.cut();
+    relay.cut().await;
     drop(direct);
 }
 

@@ -266,10 +266,13 @@ impl Relay {
         self.tasks.lock().unwrap().push(accept);
     }
 
-    /// Closes the port and every relayed connection: the server is "down".
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
+    /// Closes the port and every relayed connection: the server is "down". Waits until the
+    /// sockets are really closed, so that the next request cannot slip through.
+    async fn cut(&self) {
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
             task.abort();
+            let _ = task.await;
         }
     }
 }
@@ -301,7 +304,7 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
     store.create(&record).await.unwrap();
     let now = Timestamp::now();
 
-    relay.cut();
+    relay.cut().await;
     for _ in 0..3 {
         let started = Instant::now();
         let err = store.load(&record.key, now).await.unwrap_err();
@@ -332,6 +335,6 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
     }
     assert_eq!(recovered, Some(Some(record)));
     store.ping().await.unwrap();
-    relay.cut();
+    relay.cut().await;
     drop(direct);
 }
