@@ -119,6 +119,15 @@ pub enum Error {
     /// Login refused: the subject already has the most sessions the policy allows.
     #[error("the subject has reached the session limit")]
     LimitReached,
+    /// The session does not fit where it has to travel (a stateless token past the cookie size
+    /// limit). The application keeps too much in the session; the client was sent nothing.
+    #[error("the session needs {size} bytes, more than the limit of {limit}")]
+    TooLarge {
+        /// The bytes the session would need.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The commit lost the compare-and-swap race more times than the policy allows.
     #[error("too much contention on one session; the commit gave up")]
     TooManyConflicts,

@@ -158,6 +158,12 @@ impl Session {
         self.privilege.is_some()
     }
 
+    /// True if this request logged a subject in ([`Session::login`]) and the commit is still to
+    /// come; false for a plain [`Session::rotate`].
+    pub fn login_pending(&self) -> bool {
+        self.privilege.as_ref().is_some_and(|p| p.subject.is_some())
+    }
+
     /// True if this request called [`Session::logout`].
     pub fn logout_requested(&self) -> bool {
         self.destroy

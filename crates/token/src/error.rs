@@ -55,10 +55,12 @@ pub enum KeyError {
 
 /// Sealing or signing a token failed.
 ///
-/// Inside [`Engine::commit`](tessera_core::Engine::commit) these reach the application as
-/// [`tessera_core::Error::Store`] with [`tessera_core::StoreError::Backend`] wrapping this
-/// error (the client is the "store" of a stateless session, and it cannot take the token):
-/// find it with `std::error::Error::source` and `downcast_ref::<TokenError>()`.
+/// Inside [`Engine::commit`](tessera_core::Engine::commit), [`TokenError::TooLarge`] reaches the
+/// application as [`tessera_core::Error::TooLarge`], [`TokenError::Random`] as
+/// [`tessera_core::Error::Random`], and the rest as [`tessera_core::Error::Store`] with
+/// [`tessera_core::StoreError::Backend`] wrapping this error (the client is the "store" of a
+/// stateless session): find it with `std::error::Error::source` and
+/// `downcast_ref::<TokenError>()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
@@ -83,6 +85,7 @@ impl From<TokenError> for tessera_core::Error {
     fn from(error: TokenError) -> Self {
         match error {
             TokenError::Random(source) => Self::Random(source),
+            TokenError::TooLarge { size, limit } => Self::TooLarge { size, limit },
             other => Self::Store(tessera_core::StoreError::backend(other)),
         }
     }

@@ -75,8 +75,8 @@
 //!   a repeated token skips only the signature check (tens of microseconds for Ed25519) and
 //!   the parse, never a claim, deadline or revocation check.
 //! - **Size limit is an error.** A session that does not fit a 4096-byte cookie fails the
-//!   commit with [`TokenError::TooLarge`] (through
-//!   [`StoreError::Backend`](tessera_core::StoreError::Backend)), never a truncated cookie.
+//!   commit with [`tessera_core::Error::TooLarge`] (from [`TokenError::TooLarge`]), never a
+//!   truncated cookie.
 //!
 //! # Which crates, and why
 //!

@@ -129,11 +129,8 @@ impl<C: Codec> Core<C> {
         let mut record = session.record().clone();
         let mut retired = None;
         let outcome = if session.privilege_changed() {
-            // A login sets `authenticated_at` to the time the request loaded the session,
-            // which is after the last write of the token; a plain rotation leaves it alone.
-            let login = record
-                .authenticated_at
-                .is_some_and(|at| at > record.last_seen_at);
+            // Only a login restarts the absolute timeout; a plain rotation keeps it.
+            let login = session.login_pending();
             retired = Some((jti(&record), record.absolute_deadline));
             record.key = fresh_jti()?;
             record.created_at = now;
