@@ -124,7 +124,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Unsupported`] where [`Capabilities::subject_index`] is false.
     async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError>;
 
-    /// Deletes every record of `subject` except `except` ("log out everywhere [else]").
+    /// Deletes every record of `subject` except `except` ("log out everywhere", or everywhere else).
     /// Returns how many live records it removed.
     ///
     /// # Errors
