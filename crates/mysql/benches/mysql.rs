@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench -p tessera-mysql --bench mysql -- --warm-up-time 1 --measurement-time 3`
 //!
-//! Two parts: first a bounded concurrent run (16 tasks, at most 4000 operations or 10 s per
+//! Two parts: first a bounded concurrent run (16 tasks, at most 20000 operations or 10 s per
 //! kind) that prints rates and p50/p99 latencies; then criterion's single-caller latencies for
 //! the same operations. Skips (and says so) when the server is down.
 
@@ -18,7 +18,7 @@ use tessera_core::{Record, Store, Timestamp};
 use tessera_mysql::{MySqlStore, Options, SCHEMA_TABLE};
 
 const TASKS: usize = 16;
-const OPS_PER_KIND: usize = 4000;
+const OPS_PER_KIND: usize = 20_000;
 const TIME_PER_KIND: Duration = Duration::from_secs(10);
 const SEEDED: usize = 1000;
 

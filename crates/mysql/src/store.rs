@@ -67,15 +67,19 @@ impl Sql {
                                absolute_deadline, expires_at, version, record";
         const SELECT: &str = "session_key, last_seen_at, idle_deadline, absolute_deadline, \
                               version, record";
+        // Lookups by key or subject write `expires_at + 0 > ?`, which no index can serve, so
+        // the optimizer uses the primary key or the subject index: MariaDB otherwise picks
+        // the `expires_at` range (all live rows) for single-table UPDATE and DELETE, and
+        // concurrent touches then lock one another's rows.
         Self {
             create: format!("INSERT INTO {t} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            load: format!("SELECT {SELECT} FROM {t} WHERE session_key = ? AND expires_at > ?"),
+            load: format!("SELECT {SELECT} FROM {t} WHERE session_key = ? AND expires_at + 0 > ?"),
             update: format!(
                 "UPDATE {t} SET subject = ?, last_seen_at = ?, idle_deadline = ?,
                     absolute_deadline = ?, expires_at = ?, version = ?, record = ?
-                 WHERE session_key = ? AND version = ? AND expires_at > ?"
+                 WHERE session_key = ? AND version = ? AND expires_at + 0 > ?"
             ),
-            is_live: format!("SELECT 1 FROM {t} WHERE session_key = ? AND expires_at > ?"),
+            is_live: format!("SELECT 1 FROM {t} WHERE session_key = ? AND expires_at + 0 > ?"),
             // Only a live row matches, so an expired session is never revived; the new idle
             // deadline is capped at the row's absolute deadline (which it does not change, so
             // MySQL's left-to-right assignment order does not matter here).
@@ -83,16 +87,18 @@ impl Sql {
                 "UPDATE {t} SET last_seen_at = ?,
                     idle_deadline = LEAST(?, absolute_deadline),
                     expires_at = LEAST(?, absolute_deadline)
-                 WHERE session_key = ? AND expires_at > ?"
+                 WHERE session_key = ? AND expires_at + 0 > ?"
             ),
             delete: format!("DELETE FROM {t} WHERE session_key = ?"),
             rotate_delete: format!(
-                "DELETE FROM {t} WHERE session_key = ? AND version = ? AND expires_at > ?"
+                "DELETE FROM {t} WHERE session_key = ? AND version = ? AND expires_at + 0 > ?"
             ),
-            list_subject: format!("SELECT {SELECT} FROM {t} WHERE subject = ? AND expires_at > ?"),
+            list_subject: format!(
+                "SELECT {SELECT} FROM {t} WHERE subject = ? AND expires_at + 0 > ?"
+            ),
             // The kept key is bound as an empty string (no key is empty) to keep none.
             delete_subject_live: format!(
-                "DELETE FROM {t} WHERE subject = ? AND session_key <> ? AND expires_at > ?"
+                "DELETE FROM {t} WHERE subject = ? AND session_key <> ? AND expires_at + 0 > ?"
             ),
             delete_subject_rest: format!("DELETE FROM {t} WHERE subject = ? AND session_key <> ?"),
             // The expiry index yields the oldest dead rows first.
