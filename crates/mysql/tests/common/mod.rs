@@ -47,14 +47,34 @@ pub async fn connect(table: &str, options: Options) -> Option<Scoped> {
                 "MySQL/MariaDB at {} is required (TESSERA_REQUIRE_STORES=1) but unavailable: {error}",
                 url()
             );
-            eprintln!(
-                "skipped MySQL store test: server at {} unavailable: {error}",
-                url()
-            );
+            say(&format!(
+                "skipped MySQL store test: server at {} unavailable: {}",
+                url(),
+                chain(&*error)
+            ));
             None
         }
         Err(error) => panic!("connecting to MySQL failed: {error:?}"),
     }
+}
+
+/// An error with its causes, `outer: inner: ...`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Writes a line to the real stderr, past libtest's capture, so that a skipped suite is
+/// visible in a plain `cargo test` run.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A raw connection for tests that poke at the table behind the store's back.

@@ -36,10 +36,11 @@ pub async fn connect(table: &str, options: Options) -> Option<Scoped> {
                 "PostgreSQL at {} is required (TESSERA_REQUIRE_STORES=1) but unavailable: {error}",
                 url()
             );
-            eprintln!(
-                "skipped PostgreSQL store test: server at {} unavailable: {error}",
-                url()
-            );
+            say(&format!(
+                "skipped PostgreSQL store test: server at {} unavailable: {}",
+                url(),
+                chain(&*error)
+            ));
             None
         }
         Err(error) => panic!("connecting to PostgreSQL failed: {error:?}"),
@@ -54,6 +55,25 @@ pub fn unique_table(prefix: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("t_{prefix}_{hex}")
+}
+
+/// An error with its causes, `outer: inner: ...`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Writes a line to the real stderr, past libtest's capture, so that a skipped suite is
+/// visible in a plain `cargo test` run.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A raw client for tests that poke at the table behind the store's back.
