@@ -86,6 +86,8 @@ pub struct Session {
     pub(crate) privilege: Option<Privilege>,
     pub(crate) destroy: bool,
     pub(crate) touch_due: bool,
+    /// Store this new session at commit even if nothing is in it.
+    keep: bool,
     /// When the request started using the session (load or start time).
     pub(crate) now: Timestamp,
     /// The token the client must be sent after the last commit, if it needs a new one.
@@ -117,6 +119,7 @@ impl Session {
             privilege: None,
             destroy: false,
             touch_due: false,
+            keep: false,
             issued: None,
         }
     }
@@ -132,6 +135,7 @@ impl Session {
             privilege: None,
             destroy: false,
             touch_due,
+            keep: false,
             issued: None,
         }
     }
@@ -226,7 +230,17 @@ impl Session {
     /// True if the commit has something to write (data changes, a login, a rotation or a
     /// logout).
     pub fn is_modified(&self) -> bool {
-        !self.changes.is_empty() || self.privilege.is_some() || self.destroy
+        !self.changes.is_empty()
+            || self.privilege.is_some()
+            || self.destroy
+            || (self.keep && self.state == State::New)
+    }
+
+    /// Asks for a new session to be stored at commit even if nothing is put in it: for example
+    /// because a page carries a CSRF token derived from its secret, which must still be there on
+    /// the next request. No effect on a session that is already stored.
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 
     /// True if the commit will record activity even though nothing else changed.

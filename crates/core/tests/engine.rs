@@ -461,3 +461,31 @@ async fn purge_removes_expired_sessions_in_batches() {
     assert_eq!(store.inner.len(), 1);
     assert!(sessions.load(&live).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_kept_new_session_is_stored_even_when_empty() {
+    let (sessions, store, _) = setup(Policy::default());
+    let mut session = sessions.start();
+    let secret = *session.csrf_secret();
+    session.keep();
+    assert_eq!(
+        sessions.commit(&mut session).await.unwrap(),
+        Commit::Created
+    );
+    let token = session.issued_token().unwrap().to_owned();
+    let mut loaded = sessions.load(&token).await.unwrap().unwrap();
+    assert_eq!(
+        *loaded.csrf_secret(),
+        secret,
+        "the secret behind earlier CSRF tokens survives"
+    );
+    assert!(loaded.record().data.is_empty());
+    // On a stored session, keep asks for nothing.
+    let writes = store.writes();
+    loaded.keep();
+    assert_eq!(
+        sessions.commit(&mut loaded).await.unwrap(),
+        Commit::Unchanged
+    );
+    assert_eq!(store.writes(), writes);
+}

@@ -314,11 +314,9 @@ impl Session {
     /// As [`Session::with`].
     pub async fn csrf_token(&self) -> Result<String, SessionRejection> {
         self.with_loaded(|l| {
-            if l.session.is_new() && !l.session.is_modified() {
-                // The engine stores a new session only when something is in it; the secret
-                // behind the token must survive to the next request.
-                l.session.insert(CSRF_MARKER, &true)?;
-            }
+            // The engine stores a new session only when asked to; the secret behind the token
+            // must survive to the next request.
+            l.session.keep();
             Ok(csrf::mask(l.session.csrf_secret()))
         })
         .await
@@ -418,9 +416,6 @@ impl Session {
         }
     }
 }
-
-/// The data key that keeps a new session whose only content is its CSRF secret.
-const CSRF_MARKER: &str = "_tessera.csrf";
 
 impl Shared {
     async fn load(&self) -> Result<Loaded, SessionRejection> {
