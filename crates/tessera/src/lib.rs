@@ -29,6 +29,11 @@
 //!
 //! - `axum` (default): the axum extractors ([`Session`], [`MaybeSession`]).
 //! - `sqlite`: the SQLite store, as [`sqlite`] (`tessera::sqlite::SqliteStore`).
+//! - `postgres`: the PostgreSQL store, as [`postgres`] (`tessera::postgres::PostgresStore`).
+//! - `mysql`: the MySQL / MariaDB store, as [`mysql`] (`tessera::mysql::MySqlStore`).
+//! - `redis`: the Redis and Redis Cluster store, as [`redis`] (`tessera::redis::RedisStore`).
+//! - `memcached`: the Memcached store, as [`memcached`] (`tessera::memcached::MemcachedStore`).
+//! - `token`: stateless sessions (encrypted cookie, JWT) with revocation, as [`token`].
 //!
 //! Each backend feature re-exports its crate under the backend's name; none is on by default,
 //! so an app compiles only the drivers it uses.
@@ -42,8 +47,18 @@
 
 pub use tessera_core as core;
 pub use tessera_http as http;
+#[cfg(feature = "memcached")]
+pub use tessera_memcached as memcached;
+#[cfg(feature = "mysql")]
+pub use tessera_mysql as mysql;
+#[cfg(feature = "postgres")]
+pub use tessera_postgres as postgres;
+#[cfg(feature = "redis")]
+pub use tessera_redis as redis;
 #[cfg(feature = "sqlite")]
 pub use tessera_sqlite as sqlite;
+#[cfg(feature = "token")]
+pub use tessera_token as token;
 
 pub use tessera_core::{
     ClientInfo, Commit, Engine, Error, Key, LimitAction, ManualClock, MemoryStore, Policy, Record,
