@@ -384,8 +384,9 @@ impl Sessions {
     }
 
     /// After a login landed: if racing logins took the subject past the limit, the newest
-    /// sessions beyond it go (reject) or the oldest ones do (evict). Every racer sorts the same
-    /// way, so they agree on who goes. If that is this session, it is gone and the login fails.
+    /// sessions beyond it go (reject: every racer sorts the same way, so they agree on who
+    /// goes, and a racer that finds itself among them fails) or the oldest ones do (evict: the
+    /// login's own session is never among them).
     async fn enforce_limit_after(
         &self,
         session: &mut Session,
@@ -399,8 +400,13 @@ impl Sessions {
         if live.len() <= max {
             return Ok(());
         }
+        // Oldest first. When evicting, this login's own session counts as the newest even if
+        // another was stamped in the same millisecond: a login never evicts itself.
+        let evicting = self.inner.policy.on_limit == LimitAction::EvictOldest;
         live.sort_by_key(|r| {
+            let own = evicting && r.key == *ours;
             (
+                own,
                 r.authenticated_at.unwrap_or(r.created_at),
                 r.created_at,
                 r.key,

@@ -489,3 +489,28 @@ async fn a_kept_new_session_is_stored_even_when_empty() {
     );
     assert_eq!(store.writes(), writes);
 }
+
+/// Regression: with a limit of one, a second login in the same millisecond as the first
+/// sometimes evicted itself instead of the older session (ties were broken by key).
+#[tokio::test]
+async fn evict_oldest_never_evicts_the_login_itself_on_a_timestamp_tie() {
+    let policy = Policy::default().max_sessions_per_subject(Some(1), LimitAction::EvictOldest);
+    let (sessions, _, _) = setup(policy); // the clock does not move: every stamp ties
+    let mut previous: Option<String> = None;
+    for _ in 0..32 {
+        let mut s = sessions.start();
+        s.login("gina");
+        assert_eq!(sessions.commit(&mut s).await.unwrap(), Commit::Created);
+        let token = s.issued_token().unwrap().to_owned();
+        assert!(
+            sessions.load(&token).await.unwrap().is_some(),
+            "the new login survives"
+        );
+        if let Some(old) = previous.replace(token) {
+            assert!(
+                sessions.load(&old).await.unwrap().is_none(),
+                "the older one went"
+            );
+        }
+    }
+}
