@@ -18,12 +18,16 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use crate::error::StoreError;
+use crate::id::Key;
 use crate::id::SessionId;
 use crate::record::{ClientInfo, Data, Record};
-use crate::store::Store;
+use crate::store::{Capabilities, Store};
 use crate::time::{Clock, ManualClock, Timestamp};
 use crate::{Commit, Policy, Sessions};
 
@@ -559,6 +563,193 @@ pub async fn deleted_sessions_stay_deleted(store: Arc<dyn Store>) {
     toucher2.take();
     assert!(store.load(&key, clock.now()).await.unwrap().is_none());
     assert!(sessions.load(&token).await.unwrap().is_none());
+}
+
+/// How many times each [`Store`] operation reached a [`CountingStore`].
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Counts {
+    /// `create` calls.
+    pub create: AtomicU64,
+    /// `load` calls.
+    pub load: AtomicU64,
+    /// `update` calls.
+    pub update: AtomicU64,
+    /// `touch` calls.
+    pub touch: AtomicU64,
+    /// `delete` calls.
+    pub delete: AtomicU64,
+    /// `rotate` calls.
+    pub rotate: AtomicU64,
+    /// `list_subject` calls.
+    pub list_subject: AtomicU64,
+    /// `delete_subject` calls.
+    pub delete_subject: AtomicU64,
+}
+
+impl Counts {
+    /// Calls that write: create, update, touch, delete, rotate, delete_subject.
+    pub fn writes(&self) -> u64 {
+        [
+            &self.create,
+            &self.update,
+            &self.touch,
+            &self.delete,
+            &self.rotate,
+            &self.delete_subject,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
+    }
+
+    /// Calls that read: load, list_subject.
+    pub fn reads(&self) -> u64 {
+        self.load.load(Ordering::SeqCst) + self.list_subject.load(Ordering::SeqCst)
+    }
+
+    /// Every call.
+    pub fn total(&self) -> u64 {
+        self.writes() + self.reads()
+    }
+}
+
+/// Wraps a store and counts the calls that reach it, by operation; [`CountingStore::set_down`]
+/// makes every call fail with [`StoreError::Unavailable`], like a server that went away (or only
+/// the reads, or only the writes). For tests of "no store call", "no write" and "fail closed".
+#[derive(Debug, Default)]
+pub struct CountingStore<S> {
+    inner: S,
+    counts: Counts,
+    failing_reads: AtomicBool,
+    failing_writes: AtomicBool,
+}
+
+impl<S: Store> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            counts: Counts::default(),
+            failing_reads: AtomicBool::new(false),
+            failing_writes: AtomicBool::new(false),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Makes the store fail every call (`true`) or work again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.set_failing_reads(down);
+        self.set_failing_writes(down);
+    }
+
+    /// Makes the reads (load, list, count, ping) fail, or work again.
+    pub fn set_failing_reads(&self, failing: bool) {
+        self.failing_reads.store(failing, Ordering::SeqCst);
+    }
+
+    /// Makes the writes (create, update, touch, delete, rotate, delete by subject, purge)
+    /// fail, or work again.
+    pub fn set_failing_writes(&self, failing: bool) {
+        self.failing_writes.store(failing, Ordering::SeqCst);
+    }
+
+    fn read(&self, counter: &AtomicU64) -> Result<(), StoreError> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self::outage_if(&self.failing_reads)
+    }
+
+    fn write(&self, counter: &AtomicU64) -> Result<(), StoreError> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self::outage_if(&self.failing_writes)
+    }
+
+    fn outage_if(flag: &AtomicBool) -> Result<(), StoreError> {
+        if flag.load(Ordering::SeqCst) {
+            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            return Err(StoreError::unavailable(refused));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for CountingStore<S> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn create(&self, record: &Record) -> Result<(), StoreError> {
+        self.write(&self.counts.create)?;
+        self.inner.create(record).await
+    }
+    async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        self.read(&self.counts.load)?;
+        self.inner.load(key, now).await
+    }
+    async fn update(
+        &self,
+        record: &Record,
+        expected: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(&self.counts.update)?;
+        self.inner.update(record, expected, now).await
+    }
+    async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        self.write(&self.counts.touch)?;
+        self.inner.touch(key, idle, now).await
+    }
+    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.write(&self.counts.delete)?;
+        self.inner.delete(key).await
+    }
+    async fn rotate(
+        &self,
+        old: &Key,
+        expected: u64,
+        new: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(&self.counts.rotate)?;
+        self.inner.rotate(old, expected, new, now).await
+    }
+    async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
+        self.read(&self.counts.list_subject)?;
+        self.inner.list_subject(subject, now).await
+    }
+    async fn delete_subject(
+        &self,
+        subject: &str,
+        except: Option<&Key>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.write(&self.counts.delete_subject)?;
+        self.inner.delete_subject(subject, except, now).await
+    }
+    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        Self::outage_if(&self.failing_writes)?;
+        self.inner.purge_expired(now, limit).await
+    }
+    async fn count_live(&self, now: Timestamp) -> Result<Option<u64>, StoreError> {
+        Self::outage_if(&self.failing_reads)?;
+        self.inner.count_live(now).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Self::outage_if(&self.failing_reads)?;
+        self.inner.ping().await
+    }
 }
 
 /// Generates one `#[tokio::test]` per conformance check for a store factory.

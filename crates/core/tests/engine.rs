@@ -1,116 +1,20 @@
 //! The engine's policy, exercised through the memory store with an injected clock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use tessera_core::testing::CountingStore;
 use tessera_core::{
-    Capabilities, Clock, Commit, Error, Key, LimitAction, ManualClock, MemoryStore, Policy, Record,
-    Sessions, Store, StoreError, Timestamp,
+    Clock, Commit, Error, LimitAction, ManualClock, MemoryStore, Policy, Sessions, Timestamp,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// Counts every call, by kind, on the wrapped store; can be switched to fail like a store that
-/// went down.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryStore,
-    reads: AtomicU64,
-    writes: AtomicU64,
-    touches: AtomicU64,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl Counting {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable(std::io::Error::from(
-                std::io::ErrorKind::ConnectionRefused,
-            )))
-        } else {
-            Ok(())
-        }
-    }
-    fn writes(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Store for Counting {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn create(&self, record: &Record) -> Result<(), StoreError> {
-        self.check()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(record).await
-    }
-    async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        self.check()?;
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load(key, now).await
-    }
-    async fn update(
-        &self,
-        record: &Record,
-        expected: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.update(record, expected, now).await
-    }
-    async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
-        self.check()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.touches.fetch_add(1, Ordering::SeqCst);
-        self.inner.touch(key, idle, now).await
-    }
-    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        self.check()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(key).await
-    }
-    async fn rotate(
-        &self,
-        old: &Key,
-        expected: u64,
-        new: &Record,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.rotate(old, expected, new, now).await
-    }
-    async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
-        self.check()?;
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_subject(subject, now).await
-    }
-    async fn delete_subject(
-        &self,
-        subject: &str,
-        except: Option<&Key>,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.check()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete_subject(subject, except, now).await
-    }
-    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        self.check()?;
-        self.inner.purge_expired(now, limit).await
-    }
-}
+type Counting = CountingStore<MemoryStore>;
 
 fn setup(policy: Policy) -> (Sessions, Arc<Counting>, ManualClock) {
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let sessions = Sessions::from_arc(store.clone())
         .with_policy(policy)
@@ -139,7 +43,7 @@ async fn a_new_session_with_nothing_in_it_is_not_stored() {
     );
     assert!(session.id().is_none());
     assert!(session.issued_token().is_none());
-    assert_eq!(store.writes(), 0);
+    assert_eq!(store.counts().writes(), 0);
 }
 
 #[tokio::test]
@@ -154,12 +58,12 @@ async fn malformed_tokens_cost_no_store_call() {
     ] {
         assert!(sessions.load(token).await.unwrap().is_none());
     }
-    assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+    assert_eq!(store.counts().reads(), 0);
     // A well-formed but unknown ID is looked up once, and is not adopted.
     let unknown = tessera_core::SessionId::generate().expose();
     assert!(sessions.load(&unknown).await.unwrap().is_none());
-    assert_eq!(store.reads.load(Ordering::SeqCst), 1);
-    assert_eq!(store.writes(), 0);
+    assert_eq!(store.counts().reads(), 1);
+    assert_eq!(store.counts().writes(), 0);
 }
 
 #[tokio::test]
@@ -205,7 +109,7 @@ async fn the_absolute_deadline_ends_even_busy_sessions() {
 async fn reads_within_the_touch_interval_write_nothing() {
     let (sessions, store, clock) = setup(Policy::default().touch_interval(MINUTE));
     let token = created(&sessions).await;
-    let before = store.writes();
+    let before = store.counts().writes();
     for _ in 0..1000 {
         let mut session = sessions.load(&token).await.unwrap().unwrap();
         assert_eq!(
@@ -217,20 +121,20 @@ async fn reads_within_the_touch_interval_write_nothing() {
             Commit::Unchanged
         );
     }
-    assert_eq!(store.writes() - before, 0);
+    assert_eq!(store.counts().writes() - before, 0);
     clock.advance(MINUTE);
     let mut session = sessions.load(&token).await.unwrap().unwrap();
     assert_eq!(
         sessions.commit(&mut session).await.unwrap(),
         Commit::Touched
     );
-    assert_eq!(store.touches.load(Ordering::SeqCst), 1);
+    assert_eq!(store.counts().touch.load(Ordering::SeqCst), 1);
     let mut session = sessions.load(&token).await.unwrap().unwrap();
     assert_eq!(
         sessions.commit(&mut session).await.unwrap(),
         Commit::Unchanged
     );
-    assert_eq!(store.writes() - before, 1);
+    assert_eq!(store.counts().writes() - before, 1);
 }
 
 #[tokio::test]
@@ -408,13 +312,13 @@ async fn log_out_everywhere_keeps_only_the_current_session() {
 async fn a_store_outage_is_an_error_never_no_session() {
     let (sessions, store, _) = setup(Policy::default());
     let token = created(&sessions).await;
-    store.down.store(true, Ordering::SeqCst);
+    store.set_down(true);
     let err = sessions.load(&token).await.unwrap_err();
     assert!(err.is_outage(), "{err:?}");
     let mut fresh = sessions.start();
     fresh.insert("x", &1).unwrap();
     assert!(sessions.commit(&mut fresh).await.unwrap_err().is_outage());
-    store.down.store(false, Ordering::SeqCst);
+    store.set_down(false);
     assert!(sessions.load(&token).await.unwrap().is_some());
 }
 
@@ -458,7 +362,7 @@ async fn purge_removes_expired_sessions_in_batches() {
     clock.advance(30 * MINUTE);
     let live = created(&sessions).await;
     assert_eq!(sessions.purge_expired(10).await.unwrap(), 25);
-    assert_eq!(store.inner.len(), 1);
+    assert_eq!(store.inner().len(), 1);
     assert!(sessions.load(&live).await.unwrap().is_some());
 }
 
@@ -481,13 +385,13 @@ async fn a_kept_new_session_is_stored_even_when_empty() {
     );
     assert!(loaded.record().data.is_empty());
     // On a stored session, keep asks for nothing.
-    let writes = store.writes();
+    let writes = store.counts().writes();
     loaded.keep();
     assert_eq!(
         sessions.commit(&mut loaded).await.unwrap(),
         Commit::Unchanged
     );
-    assert_eq!(store.writes(), writes);
+    assert_eq!(store.counts().writes(), writes);
 }
 
 /// Regression: with a limit of one, a second login in the same millisecond as the first

@@ -15,7 +15,7 @@ use tessera_http::{SessionConfig, SessionLayer};
 async fn a_handler_that_never_touches_the_session_makes_no_store_call() {
     let f = fixture(SessionConfig::default());
     let token = new_session(&f.app).await;
-    let before = f.store.calls();
+    let before = calls(&f.store);
     for request in [
         get_req("/plain", Some(&token)),
         get_req("/plain", None),
@@ -28,7 +28,7 @@ async fn a_handler_that_never_touches_the_session_makes_no_store_call() {
         assert!(reply.header("cache-control").is_none());
     }
     assert_eq!(
-        f.store.calls(),
+        calls(&f.store),
         before,
         "no store call for untouched sessions"
     );
@@ -149,11 +149,11 @@ async fn a_malformed_id_costs_no_store_call() {
         &good[..42],
         "%00",
     ] {
-        let loads = f.store.loads.load(Ordering::SeqCst);
+        let loads = f.store.counts().load.load(Ordering::SeqCst);
         let reply = send(&f.app, get_req("/get/k", Some(bad))).await;
         assert_eq!(reply.status, StatusCode::OK, "{bad}");
         assert_eq!(reply.body, "none");
-        assert_eq!(f.store.loads.load(Ordering::SeqCst), loads, "{bad}");
+        assert_eq!(f.store.counts().load.load(Ordering::SeqCst), loads, "{bad}");
     }
 }
 
@@ -225,7 +225,7 @@ async fn an_oversized_cookie_header_gets_431() {
     }
     let reply = send(&f.app, builder.body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    assert_eq!(f.store.calls(), 0);
+    assert_eq!(calls(&f.store), 0);
 }
 
 #[tokio::test]
@@ -328,7 +328,7 @@ async fn maybe_session_never_creates_one() {
     let reply = send(&f.app, get_req("/maybe", None)).await;
     assert_eq!(reply.body, "none");
     assert!(reply.set_cookie().is_none());
-    assert_eq!(f.store.calls(), 0);
+    assert_eq!(calls(&f.store), 0);
     let token = new_session(&f.app).await;
     let token = send(&f.app, post_req("/login/bob", Some(&token)))
         .await
@@ -349,7 +349,7 @@ async fn maybe_session_never_creates_one() {
 async fn a_store_outage_is_503_never_no_session() {
     let f = fixture(SessionConfig::default());
     let token = new_session(&f.app).await;
-    f.store.fail_reads.store(true, Ordering::SeqCst);
+    f.store.set_failing_reads(true);
     let reply = send(&f.app, get_req("/get/k", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -360,10 +360,10 @@ async fn a_store_outage_is_503_never_no_session() {
         send(&f.app, get_req("/plain", Some(&token))).await.status,
         StatusCode::OK
     );
-    f.store.fail_reads.store(false, Ordering::SeqCst);
+    f.store.set_failing_reads(false);
 
     // A failed commit replaces the handler's response.
-    f.store.fail_writes.store(true, Ordering::SeqCst);
+    f.store.set_failing_writes(true);
     let reply = send(&f.app, post_req("/set/k/w", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     let reply = send(&f.app, post_req("/set/k/w", None)).await;
@@ -383,7 +383,7 @@ async fn a_store_outage_is_503_never_no_session() {
     f.clock.advance(Duration::from_secs(120));
     let reply = send(&f.app, get_req("/get/k", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    f.store.fail_writes.store(false, Ordering::SeqCst);
+    f.store.set_failing_writes(false);
     assert_eq!(
         send(&f.app, get_req("/get/k", Some(&token))).await.body,
         "v"
@@ -394,7 +394,7 @@ async fn a_store_outage_is_503_never_no_session() {
 async fn a_failed_read_only_commit_can_be_logged_instead() {
     let f = fixture(SessionConfig::default().read_only_commit_failure_is_logged(true));
     let token = new_session(&f.app).await;
-    f.store.fail_writes.store(true, Ordering::SeqCst);
+    f.store.set_failing_writes(true);
     f.clock.advance(Duration::from_secs(120)); // a touch is due
     let reply = send(&f.app, get_req("/get/k", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::OK);

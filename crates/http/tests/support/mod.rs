@@ -3,110 +3,24 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Extension, Path};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use http::{HeaderMap, Request, Response, StatusCode, header};
-use tessera_core::{
-    Key, ManualClock, MemoryStore, Policy, Record, Sessions, Store, StoreError, Timestamp,
-};
+use tessera_core::{ManualClock, MemoryStore, Policy, Sessions, Timestamp};
 use tessera_http::{MaybeSession, NoCsrf, Session, SessionConfig, SessionLayer, SessionRejection};
 use tokio::sync::Barrier;
 use tower::ServiceExt;
 
 /// A memory store that counts every call and can be told to fail.
-#[derive(Default)]
-pub struct CountingStore {
-    inner: MemoryStore,
-    pub calls: AtomicUsize,
-    pub loads: AtomicUsize,
-    pub fail_reads: AtomicBool,
-    pub fail_writes: AtomicBool,
-}
+pub type CountingStore = tessera_core::testing::CountingStore<MemoryStore>;
 
-impl CountingStore {
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn write(&self) -> Result<(), StoreError> {
-        self.count();
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable("injected write failure"));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Store for CountingStore {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-    async fn create(&self, record: &Record) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.create(record).await
-    }
-    async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        self.count();
-        self.loads.fetch_add(1, Ordering::SeqCst);
-        if self.fail_reads.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable("injected read failure"));
-        }
-        self.inner.load(key, now).await
-    }
-    async fn update(
-        &self,
-        record: &Record,
-        expected: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.update(record, expected, now).await
-    }
-    async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
-        self.write()?;
-        self.inner.touch(key, idle, now).await
-    }
-    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.delete(key).await
-    }
-    async fn rotate(
-        &self,
-        old: &Key,
-        expected: u64,
-        new: &Record,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.rotate(old, expected, new, now).await
-    }
-    async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
-        self.count();
-        self.inner.list_subject(subject, now).await
-    }
-    async fn delete_subject(
-        &self,
-        subject: &str,
-        except: Option<&Key>,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.write()?;
-        self.inner.delete_subject(subject, except, now).await
-    }
-    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        self.inner.purge_expired(now, limit).await
-    }
+/// Every call that reached the store.
+pub fn calls(store: &CountingStore) -> u64 {
+    store.counts().total()
 }
 
 pub struct Fixture {
@@ -125,7 +39,7 @@ pub fn fixture(config: SessionConfig) -> Fixture {
 }
 
 pub fn fixture_with_barrier(config: SessionConfig, parties: usize) -> Fixture {
-    let store = Arc::new(CountingStore::default());
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let sessions = Sessions::from_arc(store.clone())
         .with_clock(clock.clone())
