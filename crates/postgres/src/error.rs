@@ -26,6 +26,21 @@ pub enum ConfigError {
         /// The newest version this build can migrate to.
         known: i32,
     },
+    /// `sslmode` is not one of `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    #[error("unknown sslmode {0:?}: use disable, prefer, require, verify-ca or verify-full")]
+    InvalidSslMode(String),
+    /// The `sslrootcert` file could not be read or holds no usable PEM certificate.
+    #[error("cannot load the CA certificates (sslrootcert) from {}", path.display())]
+    RootCertificates {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS client configuration could not be built.
+    #[error("cannot set up TLS")]
+    Tls(#[source] rustls::Error),
     /// The pool could not be built.
     #[error("cannot build the connection pool")]
     Pool(#[source] deadpool_postgres::BuildError),
@@ -64,10 +79,14 @@ fn is_unavailable(error: &tokio_postgres::Error) -> bool {
         return code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0");
     }
     // No server answer at all: look for an I/O error (refused, reset, timed out) in the chain.
+    // A TLS handshake refused by certificate verification also arrives as an I/O error, but
+    // retrying cannot fix it: that one is a backend (configuration) error.
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        if cause.is::<std::io::Error>() {
-            return true;
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return !io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>());
         }
         source = cause.source();
     }

@@ -7,11 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{NoTls, Row};
 
 use crate::error::{ConfigError, TimedOut, from_pg, from_pool, is_unique_violation};
 use crate::options::Options;
 use crate::schema;
+use crate::tls;
 
 /// Sessions in a PostgreSQL table, shared by every process that connects to it.
 ///
@@ -173,6 +176,35 @@ fn record_from_row(table: &str, row: &Row) -> Option<Record> {
     }
 }
 
+/// The pool, over plain TCP or TLS.
+fn build_pool<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    options: &Options,
+) -> Result<Pool, ConfigError>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size)
+        .wait_timeout(Some(options.operation_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(ConfigError::Pool)
+}
+
 impl PostgresStore {
     /// Connects with default [`Options`] (table `tessera_sessions`, migrated on connect).
     ///
@@ -209,26 +241,18 @@ impl PostgresStore {
     /// server refused (such as bad credentials).
     pub async fn connect_with(url: &str, options: Options) -> Result<Self, StoreError> {
         options.validate()?;
-        let mut config: tokio_postgres::Config = url.parse().map_err(ConfigError::InvalidUrl)?;
+        let tls = tls::split(url)?;
+        let mut config: tokio_postgres::Config =
+            tls.rest.parse().map_err(ConfigError::InvalidUrl)?;
         config.connect_timeout(options.connect_timeout);
+        config.ssl_mode(tls.driver_mode());
         if config.get_application_name().is_none() {
             config.application_name("tessera");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size)
-            .wait_timeout(Some(options.operation_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(ConfigError::Pool)?;
+        let pool = match tls.mode {
+            tls::SslMode::Disable => build_pool(config, NoTls, &options)?,
+            _ => build_pool(config, tls.connector()?, &options)?,
+        };
         let store = Self {
             pool,
             sql: Arc::new(Sql::new(&options.table)),
