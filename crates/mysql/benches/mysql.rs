@@ -8,13 +8,13 @@
 //! the same operations. Skips (and says so) when the server is down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use criterion::Criterion;
 use mysql_async::prelude::Queryable;
-use tessera_core::testing::fresh_record;
-use tessera_core::{Record, Store, Timestamp};
+use tessera_core::Store;
+use tessera_core::testing::workload::{Op, Partitioned};
 use tessera_mysql::{MySqlStore, Options, SCHEMA_TABLE};
 
 const TASKS: usize = 16;
@@ -33,125 +33,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Load,
-    LoadTouch,
-    Commit,
-    Create,
-}
-
-impl Kind {
-    const ALL: [Kind; 4] = [Kind::Load, Kind::LoadTouch, Kind::Commit, Kind::Create];
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Load => "load",
-            Kind::LoadTouch => "load+touch",
-            Kind::Commit => "commit",
-            Kind::Create => "create",
-        }
-    }
-}
-
-/// The seeded records, with the version each is at (commits move it on).
-struct Seeded {
-    records: Vec<Record>,
-    versions: Vec<AtomicU64>,
-}
-
-async fn seed(store: &dyn Store) -> Arc<Seeded> {
-    let mut records = Vec::with_capacity(SEEDED);
-    for i in 0..SEEDED {
-        let record = fresh_record(Some(&format!("user{}", i % 100)));
-        store.create(&record).await.expect("seed");
-        records.push(record);
-    }
-    let versions = records.iter().map(|r| AtomicU64::new(r.version)).collect();
-    Arc::new(Seeded { records, versions })
-}
-
-/// One operation on seeded record `i` (records are partitioned between callers, so commits
-/// never conflict: this measures the store, not the engine's retry loop).
-async fn one(store: &dyn Store, seeded: &Seeded, kind: Kind, i: usize) {
-    let now = Timestamp::now();
-    let record = &seeded.records[i % SEEDED];
-    match kind {
-        Kind::Load => {
-            store.load(&record.key, now).await.unwrap().expect("live");
-        }
-        Kind::LoadTouch => {
-            store.load(&record.key, now).await.unwrap().expect("live");
-            let idle = now.saturating_add(Duration::from_secs(3600));
-            assert!(store.touch(&record.key, idle, now).await.unwrap());
-        }
-        Kind::Commit => {
-            let version = &seeded.versions[i % SEEDED];
-            let expected = version.load(Ordering::SeqCst);
-            let mut next = record.clone();
-            next.version = expected + 1;
-            next.data.set_json("n", &serde_json::json!(expected));
-            store.update(&next, expected, now).await.unwrap();
-            version.store(expected + 1, Ordering::SeqCst);
-        }
-        Kind::Create => {
-            store.create(&fresh_record(Some("new"))).await.unwrap();
-        }
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-/// Rates and latency percentiles with `TASKS` concurrent callers.
-async fn concurrent(store: Arc<dyn Store>, seeded: Arc<Seeded>) {
-    println!(
-        "\n{} store, {TASKS} concurrent callers, up to {OPS_PER_KIND} operations or {TIME_PER_KIND:?} per kind:",
-        store.name()
-    );
-    for kind in Kind::ALL {
-        let next = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|task| {
-                let (store, seeded, next) = (store.clone(), seeded.clone(), next.clone());
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    let mut n = 0;
-                    while next.fetch_add(1, Ordering::Relaxed) < OPS_PER_KIND
-                        && started.elapsed() < TIME_PER_KIND
-                    {
-                        // Each task keeps to its own slice of the seeded records.
-                        let i = task + TASKS * (n % (SEEDED / TASKS));
-                        let t = Instant::now();
-                        one(&*store, &seeded, kind, i).await;
-                        latencies.push(t.elapsed());
-                        n += 1;
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        let mut latencies = Vec::new();
-        for task in tasks {
-            latencies.extend(task.await.unwrap());
-        }
-        let elapsed = started.elapsed();
-        latencies.sort();
-        println!(
-            "  {:<11} {:>7.0} ops/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} ops in {:.2} s)",
-            kind.name(),
-            latencies.len() as f64 / elapsed.as_secs_f64(),
-            percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-            percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-            latencies.len(),
-            elapsed.as_secs_f64(),
-        );
-    }
 }
 
 async fn drop_table(table: &str) {
@@ -181,19 +62,18 @@ fn main() {
             return;
         }
     };
-    let seeded = rt.block_on(seed(&*store));
-    rt.block_on(concurrent(store.clone(), seeded.clone()));
+    let workload = rt.block_on(Partitioned::seed(store, SEEDED, TASKS));
+    rt.block_on(workload.report(OPS_PER_KIND, TIME_PER_KIND));
 
     let mut criterion = Criterion::default().configure_from_args();
     let mut group = criterion.benchmark_group("mysql");
-    for kind in Kind::ALL {
+    for op in Op::ALL {
         let counter = AtomicUsize::new(0);
-        group.bench_function(kind.name(), |b| {
+        group.bench_function(op.name(), |b| {
             b.to_async(&rt).iter(|| {
                 // One caller, so any seeded record will do; commits stay conflict-free.
                 let i = counter.fetch_add(1, Ordering::Relaxed);
-                let (store, seeded) = (&store, &seeded);
-                async move { one(&**store, seeded, kind, i).await }
+                workload.one(op, i)
             });
         });
     }

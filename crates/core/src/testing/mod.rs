@@ -14,6 +14,10 @@
 //! Times in the suite are the real current time, not made up, so backends that also expire
 //! records natively on their server's clock (Redis, Memcached) see sensible deadlines; where the
 //! suite needs a record to be dead, it passes a `now` past the record's deadline.
+//!
+//! Beside the suite, what the backend crates' tests and benches share: [`CountingStore`], a
+//! store wrapper that counts calls and can fail them, and [`workload`], the store-level
+//! benchmark workloads.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -30,6 +34,8 @@ use crate::record::{ClientInfo, Data, Record};
 use crate::store::{Capabilities, Store};
 use crate::time::{Clock, ManualClock, Timestamp};
 use crate::{Commit, Policy, Sessions};
+
+pub mod workload;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(60 * 60);
@@ -64,6 +70,19 @@ fn unique_subject(name: &str) -> String {
     format!("{name}-{}", &SessionId::generate().key().short())
 }
 
+/// A name no other test or run uses, for a table or key prefix: `t_<prefix>_<8 hex digits>`
+/// (lowercase letters, digits and `_` when `prefix` is).
+pub fn unique_namespace(prefix: &str) -> String {
+    let suffix: String = SessionId::generate()
+        .key()
+        .as_bytes()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t_{prefix}_{suffix}")
+}
+
 /// Runs one named check with a fresh store from `make`, or skips it when `make` gives `None`.
 pub async fn run<F, Fut, S, C, CFut>(make: F, test: &str, check: C)
 where
@@ -73,15 +92,7 @@ where
     C: FnOnce(Arc<dyn Store>) -> CFut,
     CFut: Future<Output = ()>,
 {
-    let suffix: String = SessionId::generate()
-        .key()
-        .as_bytes()
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let namespace = format!("t_{test}_{suffix}");
-    let Some(store) = make(namespace).await else {
+    let Some(store) = make(unique_namespace(test)).await else {
         return;
     };
     check(Arc::new(store)).await;
