@@ -4,16 +4,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tessera_core::testing::fresh_record;
-use tessera_core::{Store, StoreError, Timestamp};
+use tessera_core::testing::{self, Relay, SilentServer, closed_port, fresh_record};
+use tessera_core::{Key, Store, StoreError, Timestamp};
 use tessera_postgres::{ConfigError, Options, PostgresStore, SCHEMA_TABLE, SCHEMA_VERSION};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-const HOUR: Duration = Duration::from_secs(3600);
 
 fn quick() -> Options {
     Options::default()
@@ -22,55 +17,27 @@ fn quick() -> Options {
         .pool_size(2)
 }
 
-/// A port on loopback where nothing listens.
-async fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn a_refused_connection_fails_fast_as_unavailable() {
     let port = closed_port().await;
-    let started = Instant::now();
-    let err = PostgresStore::connect_with(
-        &format!("postgres://postgres@127.0.0.1:{port}/test"),
-        quick(),
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    testing::assert_unavailable_within(
+        Duration::from_secs(3),
+        PostgresStore::connect_with(&url, quick()),
     )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    .await;
 }
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_out_as_unavailable() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     // Accepts connections and holds them open without a word.
-    let silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    let started = Instant::now();
-    let err = PostgresStore::connect_with(
-        &format!("postgres://postgres@127.0.0.1:{port}/test"),
-        quick(),
+    let silent = SilentServer::start().await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", silent.port());
+    testing::assert_unavailable_within(
+        Duration::from_secs(4),
+        PostgresStore::connect_with(&url, quick()),
     )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    silent.abort();
+    .await;
 }
 
 #[tokio::test]
@@ -102,42 +69,16 @@ async fn damaged_records_read_as_no_session() {
     let Some(store) = common::connect(&table, Options::default()).await else {
         return;
     };
-    let now = Timestamp::now();
-    let garbled = fresh_record(Some("dora"));
-    let swapped = fresh_record(Some("dora"));
-    let intact = fresh_record(Some("dora"));
-    for r in [&garbled, &swapped, &intact] {
-        store.create(r).await.unwrap();
-    }
     let raw = common::raw_client().await;
-    raw.execute(
-        &format!("UPDATE {table} SET record = $1 WHERE session_key = $2"),
-        &[
-            &vec![1u8, 0xff, 0xff, 0x07],
-            &garbled.key.as_bytes().as_slice(),
-        ],
-    )
-    .await
-    .unwrap();
-    // A valid blob, but of another session: not to be served under this key.
-    raw.execute(
-        &format!("UPDATE {table} SET record = $1 WHERE session_key = $2"),
-        &[&intact.encode(), &swapped.key.as_bytes().as_slice()],
-    )
-    .await
-    .unwrap();
-
-    assert!(store.load(&garbled.key, now).await.unwrap().is_none());
-    assert!(store.load(&swapped.key, now).await.unwrap().is_none());
-    assert_eq!(
-        store.load(&intact.key, now).await.unwrap().as_ref(),
-        Some(&intact)
-    );
-    let listed = store.store.list_subject("dora", now).await.unwrap();
-    assert_eq!(listed, vec![intact.clone()]);
-    // The damaged rows can still be deleted, by key or by subject.
-    store.delete(&garbled.key).await.unwrap();
-    assert_eq!(store.delete_subject("dora", None, now).await.unwrap(), 2);
+    testing::damaged_records_read_as_no_session(&store, async |key: Key, record: Vec<u8>| {
+        raw.execute(
+            &format!("UPDATE {table} SET record = $1 WHERE session_key = $2"),
+            &[&record, &key.as_bytes().as_slice()],
+        )
+        .await
+        .unwrap();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,70 +152,7 @@ async fn count_live_counts_only_live_records() {
     else {
         return;
     };
-    let now = Timestamp::now();
-    let mut short = fresh_record(None);
-    short.idle_deadline = now.saturating_add(Duration::from_secs(10));
-    store.create(&short).await.unwrap();
-    for _ in 0..3 {
-        store.create(&fresh_record(None)).await.unwrap();
-    }
-    assert_eq!(store.count_live(now).await.unwrap(), Some(4));
-    let later = now.saturating_add(Duration::from_secs(11));
-    assert_eq!(store.count_live(later).await.unwrap(), Some(3));
-    assert_eq!(
-        store
-            .count_live(now.saturating_add(3 * HOUR))
-            .await
-            .unwrap(),
-        Some(0)
-    );
-}
-
-/// A TCP relay in front of the real server that the test can cut and restore.
-struct Relay {
-    port: u16,
-    upstream: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn start(upstream: String) -> Self {
-        let mut relay = Self {
-            port: 0,
-            upstream,
-            tasks: Arc::default(),
-        };
-        relay.listen().await;
-        relay
-    }
-
-    async fn listen(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
-        self.port = listener.local_addr().unwrap().port();
-        let (upstream, tasks) = (self.upstream.clone(), self.tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                tasks.lock().unwrap().push(pipe);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// Closes the port and every relayed connection: the server is "down". Waits until the
-    /// sockets are really closed, so that the next request cannot slip through.
-    async fn cut(&self) {
-        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
-    }
+    testing::count_live_counts_only_live_records(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,48 +171,13 @@ async fn an_outage_is_unavailable_at_once_and_the_store_recovers() {
     let mut relay = Relay::start(upstream).await;
     let url = format!(
         "host=127.0.0.1 port={} user={} dbname={}",
-        relay.port,
+        relay.port(),
         config.get_user().unwrap_or("postgres"),
         config.get_dbname().unwrap_or("test"),
     );
     let store = PostgresStore::connect_with(&url, quick().table(&table))
         .await
         .unwrap();
-    let record = fresh_record(Some("olga"));
-    store.create(&record).await.unwrap();
-    let now = Timestamp::now();
-
-    relay.cut().await;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let err = store.load(&record.key, now).await.unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
-        );
-    }
-    assert!(matches!(
-        store.ping().await,
-        Err(StoreError::Unavailable(_))
-    ));
-
-    // Back on the same port: the pool drops its dead connections and opens new ones.
-    relay.listen().await;
-    let mut recovered = None;
-    for _ in 0..20 {
-        match store.load(&record.key, now).await {
-            Ok(found) => {
-                recovered = Some(found);
-                break;
-            }
-            Err(StoreError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(other) => panic!("{other:?}"),
-        }
-    }
-    assert_eq!(recovered, Some(Some(record)));
-    store.ping().await.unwrap();
-    relay.cut().await;
+    testing::outage_then_recovery(&store, &mut relay).await;
     drop(direct);
 }

@@ -15,9 +15,17 @@
 //! records natively on their server's clock (Redis, Memcached) see sensible deadlines; where the
 //! suite needs a record to be dead, it passes a `now` past the record's deadline.
 //!
-//! Beside the suite, what the backend crates' tests and benches share: [`CountingStore`], a
-//! store wrapper that counts calls and can fail them, and [`workload`], the store-level
-//! benchmark workloads.
+//! Beside the suite, what the backend crates' tests and benches share:
+//!
+//! - [`CountingStore`], a store wrapper that counts calls and can fail them;
+//! - [`Scoped`], a store that cleans up after its test, with [`unique_namespace`] to name what
+//!   it cleans and [`store_or_skip`] for a server that is down;
+//! - [`Relay`], [`closed_port`] and [`SilentServer`] for network faults, with
+//!   [`assert_unavailable_within`] and [`outage_then_recovery`] to check how a store meets them;
+//! - [`count_live_counts_only_live_records`] and [`damaged_records_read_as_no_session`], checks
+//!   outside the suite for stores that count, and for a store's own tests that can reach behind
+//!   it;
+//! - [`workload`], the store-level benchmark workloads.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -35,7 +43,14 @@ use crate::store::{Capabilities, Store};
 use crate::time::{Clock, ManualClock, Timestamp};
 use crate::{Commit, Policy, Sessions};
 
+mod relay;
+mod scoped;
 pub mod workload;
+
+pub use relay::{
+    Relay, SilentServer, assert_unavailable_within, closed_port, outage_then_recovery,
+};
+pub use scoped::{Scoped, store_or_skip, stores_required};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(60 * 60);
@@ -444,6 +459,63 @@ pub async fn purge_removes_only_expired(store: Arc<dyn Store>) {
     for r in &live {
         assert_eq!(store.load(&r.key, later).await.unwrap().as_ref(), Some(r));
     }
+}
+
+/// `count_live` counts the records live at the given time, and only those. Not part of
+/// [`store_conformance!`](crate::store_conformance): a store may decline to count
+/// (`Ok(None)`); call it for one that counts.
+pub async fn count_live_counts_only_live_records(store: &dyn Store) {
+    let now = Timestamp::now();
+    let mut short = fresh_record(None);
+    short.idle_deadline = now.saturating_add(Duration::from_secs(10));
+    store.create(&short).await.unwrap();
+    for _ in 0..3 {
+        store.create(&fresh_record(None)).await.unwrap();
+    }
+    assert_eq!(store.count_live(now).await.unwrap(), Some(4));
+    let later = now.saturating_add(Duration::from_secs(11));
+    assert_eq!(store.count_live(later).await.unwrap(), Some(3));
+    assert_eq!(
+        store
+            .count_live(now.saturating_add(3 * HOUR))
+            .await
+            .unwrap(),
+        Some(0)
+    );
+}
+
+/// Damaged records read as "no session", never as an error or as another session's data, and
+/// can still be deleted. `overwrite(key, bytes)` replaces, behind the store's back, the stored
+/// encoding of the record under `key` with `bytes`: this check writes garbage under one key and
+/// a valid record of another session under a second. Not part of
+/// [`store_conformance!`](crate::store_conformance): only the store's own tests can reach
+/// behind it. The store should be fresh (the check lists and deletes subject `dora`).
+pub async fn damaged_records_read_as_no_session(
+    store: &dyn Store,
+    mut overwrite: impl AsyncFnMut(Key, Vec<u8>),
+) {
+    let now = Timestamp::now();
+    let garbled = fresh_record(Some("dora"));
+    let swapped = fresh_record(Some("dora"));
+    let intact = fresh_record(Some("dora"));
+    for r in [&garbled, &swapped, &intact] {
+        store.create(r).await.unwrap();
+    }
+    overwrite(garbled.key, vec![1u8, 0xff, 0xff, 0x07]).await;
+    // A valid blob, but of another session: not to be served under this key.
+    overwrite(swapped.key, intact.encode()).await;
+
+    assert!(store.load(&garbled.key, now).await.unwrap().is_none());
+    assert!(store.load(&swapped.key, now).await.unwrap().is_none());
+    assert_eq!(
+        store.load(&intact.key, now).await.unwrap().as_ref(),
+        Some(&intact)
+    );
+    let listed = store.list_subject("dora", now).await.unwrap();
+    assert_eq!(listed, vec![intact.clone()]);
+    // The damaged rows can still be deleted, by key or by subject.
+    store.delete(&garbled.key).await.unwrap();
+    assert_eq!(store.delete_subject("dora", None, now).await.unwrap(), 2);
 }
 
 fn engine(store: Arc<dyn Store>) -> Sessions {

@@ -5,10 +5,10 @@
 
 use std::sync::Once;
 
-use async_trait::async_trait;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
+use tessera_core::Timestamp;
+use tessera_core::testing;
 use tessera_mysql::{MySqlStore, Options, SCHEMA_TABLE};
 
 /// The test server; `TESSERA_MYSQL_URL` overrides it.
@@ -17,64 +17,22 @@ pub fn url() -> String {
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
 }
 
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
 /// A table name no other test or run uses: `t_<prefix>_<8 hex digits>`.
 pub fn unique_table(prefix: &str) -> String {
-    let key = tessera_core::SessionId::generate().key();
-    let hex: String = key.as_bytes()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t_{prefix}_{hex}")
+    testing::unique_namespace(prefix)
 }
+
+/// A store on a throw-away table that is dropped when the test ends.
+pub type Scoped = testing::Scoped<MySqlStore>;
 
 /// Connects a store on `table`, or returns `None` (after saying why) when the server is down
 /// and the environment does not require it. Under `TESSERA_REQUIRE_STORES=1` a missing server
 /// fails the test.
 pub async fn connect(table: &str, options: Options) -> Option<Scoped> {
     drop_stale_tables_once().await;
-    match MySqlStore::connect_with(&url(), options.table(table)).await {
-        Ok(store) => Some(Scoped {
-            store,
-            table: table.to_owned(),
-        }),
-        Err(StoreError::Unavailable(error)) => {
-            assert!(
-                !required(),
-                "MySQL/MariaDB at {} is required (TESSERA_REQUIRE_STORES=1) but unavailable: {error}",
-                url()
-            );
-            say(&format!(
-                "skipped MySQL store test: server at {} unavailable: {}",
-                url(),
-                chain(&*error)
-            ));
-            None
-        }
-        Err(error) => panic!("connecting to MySQL failed: {error:?}"),
-    }
-}
-
-/// An error with its causes, `outer: inner: ...`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Writes a line to the real stderr, past libtest's capture, so that a skipped suite is
-/// visible in a plain `cargo test` run.
-fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let connected = MySqlStore::connect_with(&url(), options.table(table)).await;
+    let store = testing::store_or_skip("MySQL/MariaDB", &url(), connected)?;
+    Some(Scoped::new(store, drop_table(table.to_owned())))
 }
 
 /// A raw connection for tests that poke at the table behind the store's back.
@@ -82,7 +40,7 @@ pub async fn raw_conn() -> Conn {
     Conn::from_url(url()).await.expect("raw connection")
 }
 
-async fn drop_table(table: &str) -> Result<(), mysql_async::Error> {
+async fn drop_table(table: String) -> Result<(), mysql_async::Error> {
     let mut conn = raw_conn().await;
     conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))
         .await?;
@@ -122,7 +80,7 @@ async fn drop_stale_tables() -> Result<(), mysql_async::Error> {
         .await?;
     conn.disconnect().await?;
     for table in tables {
-        drop_table(&table).await?;
+        drop_table(table).await?;
     }
     Ok(())
 }
@@ -136,88 +94,5 @@ async fn drop_stale_tables_once() {
         if let Err(error) = drop_stale_tables().await {
             eprintln!("could not drop stale test tables: {error}");
         }
-    }
-}
-
-/// A store whose table is dropped when it is, so repeated runs leave nothing behind.
-pub struct Scoped {
-    pub store: MySqlStore,
-    pub table: String,
-}
-
-impl Drop for Scoped {
-    fn drop(&mut self) {
-        let table = std::mem::take(&mut self.table);
-        // Drop may run inside a runtime, so the cleanup gets a thread and runtime of its own.
-        let done = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(drop_table(&table))
-        })
-        .join();
-        if let Ok(Err(error)) = done {
-            eprintln!("could not drop test table: {error}");
-        }
-    }
-}
-
-#[async_trait]
-impl Store for Scoped {
-    fn name(&self) -> &'static str {
-        self.store.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.store.capabilities()
-    }
-    async fn create(&self, record: &Record) -> Result<(), StoreError> {
-        self.store.create(record).await
-    }
-    async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        self.store.load(key, now).await
-    }
-    async fn update(
-        &self,
-        record: &Record,
-        expected: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.store.update(record, expected, now).await
-    }
-    async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
-        self.store.touch(key, idle, now).await
-    }
-    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        self.store.delete(key).await
-    }
-    async fn rotate(
-        &self,
-        old: &Key,
-        expected: u64,
-        new: &Record,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.store.rotate(old, expected, new, now).await
-    }
-    async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
-        self.store.list_subject(subject, now).await
-    }
-    async fn delete_subject(
-        &self,
-        subject: &str,
-        except: Option<&Key>,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.store.delete_subject(subject, except, now).await
-    }
-    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        self.store.purge_expired(now, limit).await
-    }
-    async fn count_live(&self, now: Timestamp) -> Result<Option<u64>, StoreError> {
-        self.store.count_live(now).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
     }
 }
