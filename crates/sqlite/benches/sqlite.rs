@@ -229,6 +229,57 @@ fn concurrent(c: &mut Criterion) {
     group.finish();
 }
 
+/// 32 commits in flight at once (each a load, one changed key and its commit, on sessions of
+/// its own) on a two-worker runtime, with group commit off (`max_batch(1)`: one transaction per
+/// write) and on (the default).
+fn concurrent_commits(c: &mut Criterion) {
+    const IN_FLIGHT: usize = 32;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("sqlite-concurrent-commits");
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    for max_batch in [1usize, 128] {
+        let dir = temp_dir();
+        let (sessions, tokens) = rt.block_on(engine(
+            &dir,
+            SqliteOptions::default().max_batch(max_batch),
+            Policy::default(),
+        ));
+        let tokens: std::sync::Arc<[String]> = tokens.into();
+        let round = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        group.bench_with_input(
+            BenchmarkId::new("max_batch", max_batch),
+            &max_batch,
+            |b, _| {
+                b.to_async(&rt).iter(|| {
+                    let (sessions, tokens) = (sessions.clone(), tokens.clone());
+                    let r = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        let tasks: Vec<_> = (0..IN_FLIGHT)
+                            .map(|t| {
+                                let (sessions, tokens) = (sessions.clone(), tokens.clone());
+                                tokio::spawn(async move {
+                                    let token = &tokens[(r * IN_FLIGHT + t) % tokens.len()];
+                                    let mut session =
+                                        sessions.load(token).await.expect("store").expect("live");
+                                    session.insert("n", &r).expect("json");
+                                    sessions.commit(&mut session).await.expect("commit");
+                                })
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.expect("task");
+                        }
+                    }
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
 /// Where a load's time goes: the hop to a blocking-pool thread and back with no work at all,
 /// and the same SELECT on a connection used directly on the bench thread (no hop, no engine).
 fn parts(c: &mut Criterion) {
@@ -310,5 +361,5 @@ fn parts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single, parts, concurrent);
+criterion_group!(benches, single, parts, concurrent, concurrent_commits);
 criterion_main!(benches);

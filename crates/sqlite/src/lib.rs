@@ -44,6 +44,12 @@
 //!   while the writer writes. All writes go through one connection, so they never fight over
 //!   SQLite's file lock inside the process. `synchronous = NORMAL`: a commit survives a crash of
 //!   the process; a power loss may lose the last few commits, never corrupt the file.
+//! - **Group commit**: the writer thread runs every write already queued (up to 128) in one
+//!   transaction, so concurrent requests share one WAL commit; a lone write runs alone, so
+//!   nothing waits for company. A caller hears "done" only after its transaction committed; if
+//!   it fails, every write in it fails with the error (an outage is
+//!   [`StoreError::Unavailable`](tessera_core::StoreError::Unavailable)). Measured in
+//!   `BENCHMARKS.md` ("SQLite store", concurrent commits).
 //! - **Schema managed by the store**: a `tessera_schema` table records applied migrations;
 //!   [`SqliteStore::open`] applies the missing ones in one transaction and refuses a file from a
 //!   newer version ([`SchemaError::TooNew`]).
@@ -57,7 +63,7 @@
 //!   `UPDATE ... WHERE key = ? AND version = ? AND deadline > now`; touch is one conditional
 //!   `UPDATE` that never revives a dead row and caps the idle deadline at the absolute one;
 //!   purge deletes a bounded batch found through the deadline index; rotate deletes the old row
-//!   (at the expected version) and inserts the new one in one transaction.
+//!   (at the expected version) and inserts the new one under one savepoint.
 //! - **Damaged rows are no session**: a blob that does not decode is logged (with
 //!   [`Key::short`](tessera_core::Key::short), never the whole key) and loads as `None`.
 //! - **Errors**: a busy or locked database, a full disk or an unopenable file is

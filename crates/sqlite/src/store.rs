@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
 
 use crate::error::{is_duplicate, is_outage, store_error};
@@ -342,11 +342,10 @@ impl Store for SqliteStore {
         self.pool
             .write(move |conn| {
                 let blob = new.encode();
-                // Both steps in one transaction: no reader ever sees both keys or neither, and any
-                // error below rolls the delete back (dropping `tx` without commit).
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(store_error)?;
+                // Both steps under one savepoint (inside the writer's batch transaction, or its
+                // own transaction when alone): no reader ever sees both keys or neither, and any
+                // error below rolls the delete back (dropping `tx` without committing it).
+                let tx = conn.savepoint().map_err(store_error)?;
                 let removed = tx
                     .prepare_cached(DELETE_VERSION)
                     .and_then(|mut s| {
