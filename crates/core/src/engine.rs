@@ -136,6 +136,13 @@ impl Sessions {
         &self.inner.store
     }
 
+    /// The store as a trait object. Calling through `Arc<dyn Store>` directly would pick the
+    /// blanket `impl Store for Arc<S>`, whose method boxes one more future around the store's
+    /// own on every call.
+    fn backend(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
     /// The policy.
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
@@ -194,7 +201,7 @@ impl Sessions {
     pub async fn load_id(&self, id: SessionId) -> Result<Option<Session>, Error> {
         let now = self.now();
         let key = id.key();
-        let Some(record) = self.inner.store.load(&key, now).await? else {
+        let Some(record) = self.backend().load(&key, now).await? else {
             return Ok(None);
         };
         // The store already filters dead records; this is the engine's own check of the same
@@ -225,7 +232,7 @@ impl Sessions {
             State::New => self.commit_new(session).await,
             State::Stored if session.destroy => {
                 let key = session.key().expect("a stored session has an ID");
-                self.inner.store.delete(&key).await?;
+                self.backend().delete(&key).await?;
                 session.gone();
                 Ok(Commit::Destroyed)
             }
@@ -287,7 +294,7 @@ impl Sessions {
                 };
                 self.insert_fresh(&mut next, rotate).await.map(Some)
             } else {
-                let update = self.inner.store.update(&next, expected, now).await;
+                let update = self.backend().update(&next, expected, now).await;
                 update.map(|()| None).map_err(Error::from)
             };
             match result {
@@ -308,7 +315,7 @@ impl Sessions {
                     return Ok(Commit::Ended);
                 }
                 Err(Error::Store(StoreError::Conflict)) => {
-                    let Some(fresh) = self.inner.store.load(&old_key, self.now()).await? else {
+                    let Some(fresh) = self.backend().load(&old_key, self.now()).await? else {
                         session.gone();
                         return Ok(Commit::Ended);
                     };
@@ -324,7 +331,7 @@ impl Sessions {
         let key = session.key().expect("a stored session has an ID");
         let now = self.now();
         let idle_deadline = self.idle_deadline(&session.record, now);
-        if self.inner.store.touch(&key, idle_deadline, now).await? {
+        if self.backend().touch(&key, idle_deadline, now).await? {
             session.record.last_seen_at = now;
             session.record.idle_deadline = idle_deadline;
             session.touch_due = false;
@@ -349,7 +356,7 @@ impl Sessions {
     /// Gives `record` a fresh ID and writes it, drawing another ID in the astronomically
     /// unlikely case that the key exists.
     async fn insert_fresh(&self, record: &mut Record, how: Insert) -> Result<SessionId, Error> {
-        let store = &self.inner.store;
+        let store = self.backend();
         for _ in 0..4 {
             let id = SessionId::try_generate().map_err(Error::Random)?;
             record.key = id.key();
@@ -417,7 +424,7 @@ impl Sessions {
             LimitAction::EvictOldest => &live[..live.len() - max],
         };
         for record in doomed {
-            self.inner.store.delete(&record.key).await?;
+            self.backend().delete(&record.key).await?;
             tracing::info!(session = %record.key.short(), subject, "session removed by the per-subject limit");
         }
         if doomed.iter().any(|r| r.key == *ours) {
@@ -428,7 +435,7 @@ impl Sessions {
     }
 
     async fn list_subject_for_limit(&self, subject: &str) -> Result<Vec<Record>, Error> {
-        match self.inner.store.list_subject(subject, self.now()).await {
+        match self.backend().list_subject(subject, self.now()).await {
             Ok(list) => Ok(list),
             Err(StoreError::Unsupported { .. }) => {
                 tracing::warn!(
@@ -448,7 +455,7 @@ impl Sessions {
     /// [`Error::Store`], including [`StoreError::Unsupported`] on stores without a subject
     /// index.
     pub async fn list_subject(&self, subject: &str) -> Result<Vec<Record>, Error> {
-        let mut list = self.inner.store.list_subject(subject, self.now()).await?;
+        let mut list = self.backend().list_subject(subject, self.now()).await?;
         list.sort_by_key(|r| (r.created_at, r.key));
         Ok(list)
     }
@@ -459,7 +466,7 @@ impl Sessions {
     ///
     /// [`Error::Store`].
     pub async fn record(&self, key: &Key) -> Result<Option<Record>, Error> {
-        Ok(self.inner.store.load(key, self.now()).await?)
+        Ok(self.backend().load(key, self.now()).await?)
     }
 
     /// Destroys one session by key (handle). Idempotent.
@@ -468,7 +475,7 @@ impl Sessions {
     ///
     /// [`Error::Store`].
     pub async fn revoke(&self, key: &Key) -> Result<(), Error> {
-        self.inner.store.delete(key).await?;
+        self.backend().delete(key).await?;
         tracing::info!(session = %key.short(), "session revoked");
         Ok(())
     }
@@ -499,7 +506,7 @@ impl Sessions {
         let batch = batch.max(1);
         let mut total = 0;
         loop {
-            let n = self.inner.store.purge_expired(self.now(), batch).await?;
+            let n = self.backend().purge_expired(self.now(), batch).await?;
             total += n;
             if n < batch as u64 {
                 return Ok(total);

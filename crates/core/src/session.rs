@@ -199,7 +199,14 @@ impl Session {
 
     /// The store key (and so the handle) of the stored session, `None` while it is unsaved.
     pub fn key(&self) -> Option<Key> {
-        self.id.as_ref().map(SessionId::key)
+        // The record carries the key of the ID (the engine checks it on load and sets both
+        // together on commit), so no hash is computed here.
+        debug_assert!(
+            self.id
+                .as_ref()
+                .is_none_or(|id| id.key() == self.record.key)
+        );
+        self.id.as_ref().map(|_| self.record.key)
     }
 
     /// True until the session has been written to the store.
@@ -225,6 +232,18 @@ impl Session {
     /// The secret CSRF tokens are derived from (the new one already, after [`Session::login`]).
     pub fn csrf_secret(&self) -> &[u8; 32] {
         &self.record.csrf_secret
+    }
+
+    /// True when a commit has nothing to do: the session was loaded (or already ended) and this
+    /// request changed nothing, asked for no new ID or logout, and no touch is due. Every engine
+    /// answers [`Commit::Unchanged`](crate::Commit::Unchanged) for it without a store call, so a
+    /// caller may skip the commit.
+    pub fn is_clean(&self) -> bool {
+        match self.state {
+            State::Gone => true,
+            State::Stored => !self.is_modified() && !self.touch_due,
+            State::New => false,
+        }
     }
 
     /// True if the commit has something to write (data changes, a login, a rotation or a

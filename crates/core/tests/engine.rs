@@ -418,3 +418,36 @@ async fn evict_oldest_never_evicts_the_login_itself_on_a_timestamp_tie() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_clean_session_commits_as_unchanged_without_a_store_call() {
+    let store = Arc::new(CountingStore::new(MemoryStore::new()));
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let sessions = Sessions::from_arc(store.clone())
+        .with_clock(clock.clone())
+        .with_policy(Policy::default().touch_interval(Duration::from_secs(60)));
+    let mut session = sessions.start();
+    assert!(!session.is_clean(), "a new session is never clean");
+    session.insert("n", &1).unwrap();
+    sessions.commit(&mut session).await.unwrap();
+    let token = session.id().unwrap().expose();
+
+    let mut loaded = sessions.load(&token).await.unwrap().unwrap();
+    assert!(loaded.is_clean());
+    let before = store.counts().total();
+    assert_eq!(
+        sessions.commit(&mut loaded).await.unwrap(),
+        Commit::Unchanged
+    );
+    assert_eq!(store.counts().total(), before, "no store call");
+
+    loaded.insert("n", &2).unwrap();
+    assert!(!loaded.is_clean(), "a change makes it dirty");
+
+    clock.advance(Duration::from_secs(61));
+    let due = sessions.load(&token).await.unwrap().unwrap();
+    assert!(!due.is_clean(), "a due touch makes it dirty");
+    let mut login = sessions.load(&token).await.unwrap().unwrap();
+    login.rotate();
+    assert!(!login.is_clean(), "a new ID is a write");
+}

@@ -22,8 +22,10 @@
 //! );
 //! ```
 
-use http::HeaderMap;
+use std::ops::Range;
+
 use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 
 /// Why the `Cookie` headers of a request were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +71,17 @@ pub fn find_session_cookie_limited<'h>(
     name: &str,
     max_bytes: usize,
 ) -> Result<Option<&'h str>, CookieError> {
+    Ok(locate_session_cookie(headers, name, max_bytes)?
+        .map(|(value, range)| std::str::from_utf8(&value.as_bytes()[range]).unwrap_or("")))
+}
+
+/// [`find_session_cookie_limited`], answering with the header value that holds the cookie and
+/// where in it the cookie's value is, so the layer can keep the token without copying it.
+pub(crate) fn locate_session_cookie<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    max_bytes: usize,
+) -> Result<Option<(&'h HeaderValue, Range<usize>)>, CookieError> {
     let mut total = 0usize;
     for value in headers.get_all(COOKIE) {
         total = total.saturating_add(value.len());
@@ -78,32 +91,42 @@ pub fn find_session_cookie_limited<'h>(
     }
     let mut found = None;
     for value in headers.get_all(COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
-            let pair = trim_ows(pair);
-            let (cookie_name, cookie_value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (trim_ows(&pair[..i]), trim_ows(&pair[i + 1..])),
-                None => continue,
+        let bytes = value.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b';')
+                .map_or(bytes.len(), |i| start + i);
+            let pair = trim_ows(&bytes[start..end], start);
+            start = end + 1;
+            let Some(eq) = bytes[pair.clone()].iter().position(|&b| b == b'=') else {
+                continue;
             };
-            if cookie_name != name.as_bytes() {
+            let name_range = trim_ows(&bytes[pair.start..pair.start + eq], pair.start);
+            if &bytes[name_range] != name.as_bytes() {
                 continue;
             }
             if found.is_some() {
                 return Err(CookieError::Duplicate);
             }
-            found = Some(std::str::from_utf8(cookie_value).unwrap_or(""));
+            let value_start = pair.start + eq + 1;
+            found = Some((value, trim_ows(&bytes[value_start..pair.end], value_start)));
         }
     }
     Ok(found)
 }
 
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
+/// The range of `bytes` (which starts at `offset` of its header value) without leading and
+/// trailing spaces and tabs, in the header value's positions.
+fn trim_ows(bytes: &[u8], offset: usize) -> Range<usize> {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    offset + start..offset + end
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use tower_service::Service;
 
 use crate::config::{CSRF_FORM_FIELD, SessionConfig, Transport};
-use crate::cookie::find_session_cookie_limited;
+use crate::cookie::locate_session_cookie;
 use crate::csrf::{self, Verdict};
 use crate::layer::SessionLayer;
 use crate::rejection::SessionRejection;
-use crate::session::{ClientSource, Outcome, Session};
+use crate::session::{ClientSource, Outcome, Session, Token};
 
 /// The response body of [`SessionService`]: the inner service's body, or the short text of a
 /// [`SessionRejection`].
@@ -46,9 +46,9 @@ struct After {
 pin_project_lite::pin_project! {
     /// The future of [`SessionService`].
     ///
-    /// A request whose handler never touched the session completes without any allocation
-    /// beyond the handle itself; only a commit (or a form that must be read for its CSRF token)
-    /// goes through a boxed future.
+    /// A request whose session needs no commit (never touched, or only read with no touch due)
+    /// completes without any allocation beyond the handle itself; only a commit (or a form that
+    /// must be read for its CSRF token) goes through a boxed future.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         state: State<F, B, E>,
@@ -94,13 +94,8 @@ where
                         Poll::Pending => return Poll::Pending,
                     };
                     let after = after.take().expect("polled after completion");
-                    if after.session.finish_if_untouched() {
-                        return Poll::Ready(Ok(respond(
-                            response,
-                            &Outcome::default(),
-                            &after,
-                            false,
-                        )));
+                    if let Some((outcome, used)) = after.session.finish_without_commit() {
+                        return Poll::Ready(Ok(respond(response, &outcome, &after, used)));
                     }
                     let session = after.session.clone();
                     let log = after.layer.config.read_only_commit_failure_is_logged;
@@ -204,7 +199,7 @@ async fn with_form_token<S, ReqBody, ResBody>(
     mut inner: S,
     mut parts: http::request::Parts,
     body: ReqBody,
-    token: Option<Box<str>>,
+    token: Option<Token>,
     checked: bool,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
@@ -275,15 +270,15 @@ fn respond<B>(
 fn read_token(
     headers: &HeaderMap,
     config: &SessionConfig,
-) -> Result<Option<Box<str>>, SessionRejection> {
+) -> Result<Option<Token>, SessionRejection> {
     match &config.transport {
         Transport::Cookie => {
-            let found = find_session_cookie_limited(
+            let found = locate_session_cookie(
                 headers,
                 &config.cookie_name,
                 config.max_cookie_header_bytes,
             )?;
-            Ok(found.map(Box::from))
+            Ok(found.map(|(value, range)| Token::new(value, range)))
         }
         Transport::Bearer { header, .. } => find_bearer(headers, header),
     }
@@ -291,10 +286,7 @@ fn read_token(
 
 /// `<header>: Bearer <token>` (scheme case-insensitive, as RFC 9110 says). Two such headers
 /// are refused; any other scheme is no session.
-fn find_bearer(
-    headers: &HeaderMap,
-    name: &HeaderName,
-) -> Result<Option<Box<str>>, SessionRejection> {
+fn find_bearer(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Token>, SessionRejection> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -306,10 +298,14 @@ fn find_bearer(
     if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
         return Ok(None);
     }
-    let token = std::str::from_utf8(&bytes[7..])
-        .unwrap_or("")
-        .trim_matches(' ');
-    Ok((!token.is_empty()).then(|| Box::from(token)))
+    let start = 7 + bytes[7..].iter().take_while(|&&b| b == b' ').count();
+    let end = bytes.len()
+        - bytes[start..]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b' ')
+            .count();
+    Ok((start < end).then(|| Token::new(value, start..end)))
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -430,13 +426,22 @@ mod tests {
     fn bearer_tokens_are_read_strictly() {
         let name = header::AUTHORIZATION;
         let mut h = HeaderMap::new();
-        assert_eq!(find_bearer(&h, &name).unwrap(), None);
+        let found = |h: &HeaderMap| {
+            find_bearer(h, &name)
+                .unwrap()
+                .map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(found(&h), None);
         h.insert(&name, HeaderValue::from_static("Basic abc"));
-        assert_eq!(find_bearer(&h, &name).unwrap(), None);
+        assert_eq!(found(&h), None);
         h.insert(&name, HeaderValue::from_static("bearer tok"));
-        assert_eq!(find_bearer(&h, &name).unwrap().as_deref(), Some("tok"));
+        assert_eq!(found(&h).as_deref(), Some("tok"));
+        h.insert(&name, HeaderValue::from_static("Bearer  tok  "));
+        assert_eq!(found(&h).as_deref(), Some("tok"));
         h.insert(&name, HeaderValue::from_static("Bearer "));
-        assert_eq!(find_bearer(&h, &name).unwrap(), None);
+        assert_eq!(found(&h), None);
+        h.insert(&name, HeaderValue::from_static("Bearer    "));
+        assert_eq!(found(&h), None);
         h.insert(&name, HeaderValue::from_static("Bearer a"));
         h.append(&name, HeaderValue::from_static("Bearer b"));
         assert!(matches!(

@@ -41,6 +41,34 @@ impl ClientSource {
     }
 }
 
+/// The token a request presented (cookie value or bearer token): a range of one of its header
+/// values. Header values are reference-counted, so keeping the token copies nothing.
+pub(crate) struct Token {
+    header: http::HeaderValue,
+    range: std::ops::Range<usize>,
+}
+
+impl Token {
+    /// `range` must lie inside `header`'s bytes.
+    pub(crate) fn new(header: &http::HeaderValue, range: std::ops::Range<usize>) -> Self {
+        debug_assert!(range.end <= header.len());
+        Self {
+            header: header.clone(),
+            range,
+        }
+    }
+
+    /// The token's text; a token that is not UTF-8 is empty, which no engine accepts.
+    pub(crate) fn as_str(&self) -> &str {
+        let bytes = self
+            .header
+            .as_bytes()
+            .get(self.range.clone())
+            .unwrap_or_default();
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
 /// Log target of every event the layer emits.
 pub(crate) const TARGET: &str = "tessera_http";
 
@@ -91,16 +119,19 @@ impl std::fmt::Debug for Session {
 pub(crate) struct Shared {
     engine: Arc<dyn Engine>,
     /// The token the client presented (cookie value or bearer token): a secret, never logged.
-    token: Option<Box<str>>,
+    token: Option<Token>,
     client: ClientSource,
     verdict: Verdict,
     exempt: AtomicBool,
     slot: Mutex<Slot>,
 }
 
+// Not boxed: the slot lives inside the handle's one `Arc` allocation already, and a box would
+// cost every request that uses its session one more allocation.
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Unloaded,
-    Loaded(Box<Loaded>),
+    Loaded(Loaded),
     Finished,
 }
 
@@ -137,7 +168,7 @@ impl Outcome {
 impl Session {
     pub(crate) fn new(
         engine: Arc<dyn Engine>,
-        token: Option<Box<str>>,
+        token: Option<Token>,
         client: ClientSource,
         verdict: Verdict,
     ) -> Self {
@@ -165,7 +196,7 @@ impl Session {
     ) -> Result<R, SessionRejection> {
         let mut slot = self.shared.slot.lock().await;
         if matches!(*slot, Slot::Unloaded) {
-            *slot = Slot::Loaded(Box::new(self.shared.load().await?));
+            *slot = Slot::Loaded(self.shared.load().await?);
         }
         match &mut *slot {
             Slot::Loaded(loaded) => match loaded.blocked {
@@ -363,7 +394,7 @@ impl Session {
         let engine = self.shared.engine.clone();
         let mut slot = self.shared.slot.lock().await;
         if matches!(*slot, Slot::Unloaded) {
-            *slot = Slot::Loaded(Box::new(self.shared.load().await?));
+            *slot = Slot::Loaded(self.shared.load().await?);
         }
         let Slot::Loaded(loaded) = &mut *slot else {
             return Err(SessionRejection::Finished);
@@ -396,24 +427,23 @@ impl Session {
             }
             Err(rejection) => return Err(rejection),
         }
-        let mut outcome = loaded.outcome;
-        if loaded.presented_dead && !outcome.touches_client() && loaded.session.is_new() {
-            // The client holds a token nobody knows: make it forget it.
-            outcome.clear = true;
-        }
-        Ok(outcome)
+        Ok(loaded.into_outcome())
     }
 
-    /// Closes the handle without a commit if the handler never used the session; false if it
-    /// did (then [`Session::finish`] must run).
-    pub(crate) fn finish_if_untouched(&self) -> bool {
-        match self.shared.slot.try_lock() {
-            Ok(mut slot) if matches!(*slot, Slot::Unloaded) => {
-                *slot = Slot::Finished;
-                true
-            }
-            _ => false,
+    /// Closes the handle at once when there is nothing to commit (the handler never used the
+    /// session, the CSRF check blocked it, or it was only read and no touch is due), giving what
+    /// the client must be told and whether the session was used. `None` if a commit must run:
+    /// then [`Session::finish`] must be called.
+    pub(crate) fn finish_without_commit(&self) -> Option<(Outcome, bool)> {
+        let mut slot = self.shared.slot.try_lock().ok()?;
+        if matches!(&*slot, Slot::Loaded(l) if l.blocked.is_none() && !l.session.is_clean()) {
+            return None;
         }
+        Some(match std::mem::replace(&mut *slot, Slot::Finished) {
+            Slot::Unloaded => (Outcome::default(), false),
+            Slot::Loaded(loaded) if loaded.blocked.is_none() => (loaded.into_outcome(), true),
+            Slot::Loaded(_) | Slot::Finished => (Outcome::default(), true),
+        })
     }
 }
 
@@ -421,10 +451,10 @@ impl Shared {
     async fn load(&self) -> Result<Loaded, SessionRejection> {
         let (session, presented_dead) = match &self.token {
             None => (self.engine.start(self.client.info()), false),
-            Some(token) => match self.engine.load(token).await {
+            Some(token) => match self.engine.load(token.as_str()).await {
                 Ok(Some(session)) => (session, false),
                 Ok(None) => {
-                    tracing::info!(target: TARGET, presented = %token_short(token),
+                    tracing::info!(target: TARGET, presented = %token_short(token.as_str()),
                         "unknown, expired or malformed session token presented; starting a new session");
                     (self.engine.start(self.client.info()), true)
                 }
@@ -459,6 +489,16 @@ impl Shared {
 }
 
 impl Loaded {
+    /// What the client must be told once the commits are done.
+    fn into_outcome(self) -> Outcome {
+        let mut outcome = self.outcome;
+        if self.presented_dead && !outcome.touches_client() && self.session.is_new() {
+            // The client holds a token nobody knows: make it forget it.
+            outcome.clear = true;
+        }
+        outcome
+    }
+
     async fn commit(&mut self, engine: &dyn Engine) -> Result<(), SessionRejection> {
         let commit = match engine.commit(&mut self.session).await {
             Ok(commit) => commit,
@@ -467,11 +507,13 @@ impl Loaded {
                 return Err(SessionRejection::from_engine(error));
             }
         };
-        let session = short(&self.session);
         match commit {
-            Commit::Created => tracing::info!(target: TARGET, %session, "session created"),
+            Commit::Created => {
+                tracing::info!(target: TARGET, session = %short(&self.session), "session created");
+            }
             Commit::Rotated => {
-                tracing::info!(target: TARGET, %session, "session rotated: new ID issued, old one invalidated");
+                tracing::info!(target: TARGET, session = %short(&self.session),
+                    "session rotated: new ID issued, old one invalidated");
             }
             Commit::Destroyed => tracing::info!(target: TARGET, "session destroyed (logout)"),
             Commit::Ended => {

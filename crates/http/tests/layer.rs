@@ -573,3 +573,39 @@ fn a_configuration_browsers_would_drop_is_refused_when_building_the_layer() {
         assert!(error.to_string().contains("__Host-"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn a_read_with_no_touch_due_only_loads_and_a_due_touch_writes_once() {
+    let f = fixture(SessionConfig::default());
+    let token = new_session(&f.app).await;
+    let counts = || {
+        let c = f.store.counts();
+        (
+            c.load.load(Ordering::SeqCst),
+            c.update.load(Ordering::SeqCst) + c.touch.load(Ordering::SeqCst),
+        )
+    };
+    let (loads, writes) = counts();
+    for _ in 0..3 {
+        let reply = send(&f.app, get_req("/get/k", Some(&token))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.set_cookie().is_none());
+        // The response depends on the cookie even though nothing was written.
+        assert!(reply.header("vary").is_some_and(|v| v.contains("cookie")));
+    }
+    assert_eq!(
+        counts(),
+        (loads + 3, writes),
+        "reads within the touch interval write nothing"
+    );
+
+    f.clock.advance(Duration::from_secs(120)); // past the default touch interval
+    let reply = send(&f.app, get_req("/get/k", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(counts(), (loads + 4, writes + 1), "a due touch is written");
+    assert_eq!(
+        f.store.counts().touch.load(Ordering::SeqCst),
+        1,
+        "the touch is a touch, not a rewrite"
+    );
+}
