@@ -11,9 +11,11 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisStoreError {
-    /// The URL's scheme is not `redis://`, `rediss://`, `redis+unix://`, `unix://` or
-    /// `redis+cluster://`.
-    #[error("not a Redis URL (expected redis://, rediss:// or redis+cluster://)")]
+    /// The URL's scheme is not `redis://`, `rediss://`, `redis+unix://`, `unix://`,
+    /// `redis+cluster://` or `rediss+cluster://`.
+    #[error(
+        "not a Redis URL (expected redis://, rediss://, redis+cluster:// or rediss+cluster://)"
+    )]
     UnknownScheme,
     /// A `redis+cluster://` URL or a node list with no node in it.
     #[error("a Redis Cluster needs at least one node address")]
@@ -27,6 +29,21 @@ pub enum RedisStoreError {
     /// The server did not answer within the operation timeout.
     #[error("no answer from Redis within {0:?}")]
     Timeout(Duration),
+    /// A CA file was given ([`RedisOptions::ca_file`](crate::RedisOptions::ca_file) or
+    /// `ssl_ca_certs=`) for a URL without TLS (`redis://`, `redis+cluster://`).
+    #[error(
+        "a CA file was given but the Redis URL does not use TLS (use rediss:// or rediss+cluster://)"
+    )]
+    CaFileWithoutTls,
+    /// The CA file could not be read, or holds no PEM certificate.
+    #[error("cannot load the Redis CA certificates from {}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A script answered with a value it never returns (a different script under the same
     /// SHA, or a server bug).
     #[error("unexpected reply {0} from a Tessera script")]

@@ -25,9 +25,43 @@
 //!
 //! # Feature flags
 //!
-//! None. TLS (`rediss://`) is not compiled in: the driver's TLS features pull in a TLS stack
-//! that the workspace does not otherwise need; a `rediss://` URL fails at connect with a
-//! [`StoreError::Backend`](tessera_core::StoreError::Backend) that says so.
+//! None. TLS is always built in: the driver's `tokio-rustls-comp` and
+//! `tls-rustls-webpki-roots`, on rustls with the *ring* provider, the same stack as `tessera
+//! serve`'s HTTPS (no OpenSSL, no C build).
+//!
+//! # TLS
+//!
+//! `rediss://host:port` for one server, `rediss+cluster://host:port,host:port` for a cluster
+//! (every node over TLS). The server's certificate chain and host name are always verified;
+//! there is no way to turn that off (the driver's `#insecure` is refused, as its
+//! `tls-rustls-insecure` feature is not enabled). A `redis://` URL never uses TLS.
+//!
+//! The trusted roots are the Mozilla set compiled in from
+//! [`webpki-roots`](https://docs.rs/webpki-roots): the same on every machine, in a distroless
+//! or scratch container with no CA bundle too, and no files read at start-up. For a private or
+//! managed-service CA, give its PEM bundle, which then replaces the default roots, as
+//! `ssl_ca_certs=PATH` in the URL (redis-py's name) or with [`RedisOptions::ca_file`]:
+//!
+//! ```no_run
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use tessera_redis::RedisStore;
+//!
+//! let store = RedisStore::connect_url(
+//!     "rediss://:secret@cache.example.com:6380/0?ssl_ca_certs=/etc/tessera/redis-ca.pem",
+//! )
+//! .await?;
+//! # let _ = store;
+//! # Ok::<_, tessera_core::StoreError>(()) }).unwrap();
+//! ```
+//!
+//! A CA file with a URL that does not use TLS is refused
+//! ([`RedisStoreError::CaFileWithoutTls`]), so a missing `s` is not a silent plain connection.
+//! A refused certificate fails the connect at once with a
+//! [`StoreError::Backend`](tessera_core::StoreError::Backend) whose chain gives rustls's reason
+//! (`invalid peer certificate: UnknownIssuer`, `... not valid for name ...`). The driver builds
+//! its TLS configuration from the process's rustls provider, so on the first TLS connect the
+//! store installs ring's as the process default if none is installed yet. Client certificates
+//! (mutual TLS) are not supported.
 //!
 //! # Data layout
 //!

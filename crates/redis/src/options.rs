@@ -1,5 +1,6 @@
 //! Settings for a [`RedisStore`](crate::RedisStore).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::RedisStoreError;
@@ -25,6 +26,7 @@ pub struct RedisOptions {
     pub(crate) operation_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) index_grace: Duration,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -37,6 +39,7 @@ impl Default for RedisOptions {
             operation_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             index_grace: Duration::from_secs(5 * 60),
+            ca_file: None,
         }
     }
 }
@@ -82,6 +85,21 @@ impl RedisOptions {
     pub fn index_grace(mut self, grace: Duration) -> Self {
         self.index_grace = grace;
         self
+    }
+
+    /// A PEM file of CA certificates to trust for `rediss://` (a private CA, or a managed
+    /// service's), instead of the default roots (see [TLS](crate#tls)). The URL parameter
+    /// `ssl_ca_certs=PATH` sets the same thing. Connecting without TLS with a CA file set is an
+    /// error ([`RedisStoreError::CaFileWithoutTls`]), so a forgotten `s` in `rediss://` is
+    /// noticed.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The CA file set with [`RedisOptions::ca_file`], if any.
+    pub fn ca_file_path(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     pub(crate) fn validate(&self) -> Result<(), RedisStoreError> {

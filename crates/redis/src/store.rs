@@ -12,7 +12,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Cmd, ErrorKind, FromRedisValue, RedisFuture, ScriptInvocation, ServerErrorKind, Value,
+    Cmd, ErrorKind, FromRedisValue, RedisFuture, ScriptInvocation, ServerErrorKind,
+    TlsCertificates, Value,
 };
 use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
 
@@ -102,7 +103,8 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to a standalone Redis server with default [`RedisOptions`].
     ///
-    /// `url` is `redis://[user:password@]host:port[/db]` (or `redis+unix:///path`).
+    /// `url` is `redis://[user:password@]host:port[/db]` (or `redis+unix:///path`), or
+    /// `rediss://...[?ssl_ca_certs=PATH]` for TLS (see [TLS](crate#tls)).
     ///
     /// # Example
     ///
@@ -131,8 +133,19 @@ impl RedisStore {
     ///
     /// As [`RedisStore::connect`].
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let (url, options) = take_ca_param(url, options);
         options.validate().map_err(StoreError::backend)?;
-        let client = redis::Client::open(url).map_err(StoreError::backend)?;
+        let client = if url.starts_with("rediss://") {
+            match certificates(&options)? {
+                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+                None => redis::Client::open(url.as_str()),
+            }
+        } else if options.ca_file.is_some() {
+            return Err(StoreError::backend(RedisStoreError::CaFileWithoutTls));
+        } else {
+            redis::Client::open(url.as_str())
+        }
+        .map_err(StoreError::backend)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.operation_timeout))
@@ -162,7 +175,8 @@ impl RedisStore {
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`host:port` or `redis://host:port`
-    /// each) with default [`RedisOptions`]; the rest of the cluster is discovered from them.
+    /// each, or `rediss://host:port` for TLS, decided by the first node) with default
+    /// [`RedisOptions`]; the rest of the cluster is discovered from them.
     ///
     /// # Errors
     ///
@@ -197,7 +211,18 @@ impl RedisStore {
         if nodes.is_empty() {
             return Err(StoreError::backend(RedisStoreError::NoClusterNodes));
         }
-        let client = ClusterClientBuilder::new(nodes)
+        // The driver takes TLS for every node from the first one's scheme.
+        let tls = nodes[0].starts_with("rediss://");
+        if options.ca_file.is_some() && !tls {
+            return Err(StoreError::backend(RedisStoreError::CaFileWithoutTls));
+        }
+        let mut builder = ClusterClientBuilder::new(nodes);
+        if tls {
+            if let Some(certs) = certificates(&options)? {
+                builder = builder.certs(certs);
+            }
+        }
+        let client = builder
             .connection_timeout(options.connect_timeout)
             .response_timeout(options.operation_timeout)
             .retries(2)
@@ -219,7 +244,9 @@ impl RedisStore {
     /// Connects by URL, standalone or cluster, with default [`RedisOptions`]:
     /// `redis://host:port` (also `rediss://`, `redis+unix://`, `unix://`) for one server,
     /// `redis+cluster://host:port,host:port` for a cluster (each comma-separated node is read
-    /// as `redis://NODE`, so credentials go on every node: `redis+cluster://:pw@a:7001,:pw@b:7001`).
+    /// as `redis://NODE`, so credentials go on every node: `redis+cluster://:pw@a:7001,:pw@b:7001`),
+    /// `rediss+cluster://...` for a cluster over TLS. `?ssl_ca_certs=PATH` names a CA bundle
+    /// (see [TLS](crate#tls)).
     /// This is what `tessera serve --store URL` calls.
     ///
     /// # Errors
@@ -236,8 +263,22 @@ impl RedisStore {
     ///
     /// As [`RedisStore::connect_url`].
     pub async fn connect_url_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        if let Some(rest) = url.strip_prefix("redis+cluster://") {
-            let nodes: Vec<&str> = rest.trim_end_matches('/').split(',').collect();
+        let cluster = [
+            ("redis+cluster://", "redis://"),
+            ("rediss+cluster://", "rediss://"),
+        ]
+        .into_iter()
+        .find_map(|(scheme, node_scheme)| Some((url.strip_prefix(scheme)?, node_scheme)));
+        if let Some((_, node_scheme)) = cluster {
+            let (url, options) = take_ca_param(url, options);
+            let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+            let nodes: Vec<String> = rest
+                .trim_end_matches('/')
+                .split(',')
+                .map(|node| format!("{node_scheme}{}", node.trim()))
+                .filter(|node| node.len() > node_scheme.len())
+                .collect();
+            let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
             Self::connect_cluster_with(&nodes, options).await
         } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
             .iter()
@@ -644,6 +685,110 @@ impl Store for RedisStore {
     }
 }
 
+/// Takes the `ssl_ca_certs=PATH` query parameter (redis-py's name) out of `url` into the
+/// options; the driver does not know it.
+fn take_ca_param(url: &str, options: RedisOptions) -> (String, RedisOptions) {
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (url, None),
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return (with_fragment(url.to_owned(), fragment), options);
+    };
+    let mut options = options;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("ssl_ca_certs", path)) => options = options.ca_file(percent_decode(path)),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (with_fragment(url, fragment), options)
+}
+
+fn with_fragment(url: String, fragment: Option<&str>) -> String {
+    match fragment {
+        Some(fragment) => format!("{url}#{fragment}"),
+        None => url,
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.extend(u8::try_from(hi * 16 + lo).ok());
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The CA bundle of [`RedisOptions::ca_file`], checked to hold at least one PEM certificate,
+/// for the driver; `None` to use the default roots. Installs ring as the process's rustls
+/// provider if none is installed yet (the driver builds its TLS configuration from the
+/// process default).
+fn certificates(options: &RedisOptions) -> Result<Option<TlsCertificates>, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = &options.ca_file else {
+        return Ok(None);
+    };
+    let fail = |source: std::io::Error| {
+        StoreError::backend(RedisStoreError::CaFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    let pem = std::fs::read(path).map_err(fail)?;
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| fail(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no PEM certificate in the file",
+        )));
+    }
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
+/// A TLS handshake that failed on the certificate (an unknown CA, a wrong name, an expired
+/// certificate): configuration, not an outage, so retrying cannot help.
+fn is_certificate_error(error: &redis::RedisError) -> bool {
+    use std::error::Error;
+    // The driver keeps an I/O error as its source behind an `Arc<dyn Error>`, and tokio-rustls
+    // puts the `rustls::Error` inside that `io::Error`.
+    let Some(source) = error.source() else {
+        return false;
+    };
+    let io = source
+        .downcast_ref::<Arc<dyn Error + Send + Sync>>()
+        .and_then(|shared| shared.downcast_ref::<std::io::Error>())
+        .or_else(|| source.downcast_ref::<std::io::Error>());
+    io.and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
 /// Runs a driver future with a deadline, mapping both failure kinds to [`StoreError`].
 async fn bounded<T>(
     limit: Duration,
@@ -659,6 +804,9 @@ async fn bounded<T>(
 /// Unreachable, dropped, timed out, or a cluster in transition: [`StoreError::Unavailable`]
 /// (retrying later may work). Anything else the server said: [`StoreError::Backend`].
 fn map_error(error: redis::RedisError) -> StoreError {
+    if is_certificate_error(&error) {
+        return StoreError::backend(error);
+    }
     let transient = error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
@@ -792,5 +940,27 @@ mod tests {
     fn deadlines_are_clamped_to_the_year_9999() {
         assert_eq!(clamp(Timestamp::from_millis(u64::MAX)), MAX_MILLIS);
         assert_eq!(clamp(Timestamp::from_millis(5)), 5);
+    }
+
+    #[test]
+    fn the_ca_parameter_is_taken_out_of_the_url() {
+        let (url, options) = take_ca_param(
+            "rediss://:pw@h:6380/0?ssl_ca_certs=%2Fetc%2Fca.pem&protocol=resp3#insecure",
+            RedisOptions::default(),
+        );
+        assert_eq!(url, "rediss://:pw@h:6380/0?protocol=resp3#insecure");
+        assert_eq!(
+            options.ca_file_path(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let (url, options) = take_ca_param("rediss+cluster://a:1,b:2", RedisOptions::default());
+        assert_eq!(
+            (url.as_str(), options.ca_file_path()),
+            ("rediss+cluster://a:1,b:2", None)
+        );
+        let (url, options) =
+            take_ca_param("rediss://h?ssl_ca_certs=/ca.pem", RedisOptions::default());
+        assert_eq!(url, "rediss://h");
+        assert!(options.ca_file_path().is_some());
     }
 }

@@ -21,7 +21,7 @@ pub(crate) enum StoreUrl {
     Mysql(String),
     /// `redis://…` / `rediss://…`
     Redis(String),
-    /// `redis+cluster://…`
+    /// `redis+cluster://…` / `rediss+cluster://…`
     RedisCluster(String),
     /// `memcached://…`
     Memcached(String),
@@ -47,10 +47,10 @@ impl FromStr for StoreUrl {
             "postgres" | "postgresql" => Self::Postgres(text.to_owned()),
             "mysql" | "mariadb" => Self::Mysql(text.to_owned()),
             "redis" | "rediss" => Self::Redis(text.to_owned()),
-            "redis+cluster" => Self::RedisCluster(text.to_owned()),
+            "redis+cluster" | "rediss+cluster" => Self::RedisCluster(text.to_owned()),
             "memcached" => Self::Memcached(text.to_owned()),
             _ => bail!(
-                "unknown --store {:?}: use memory:, sqlite:PATH, postgres://, mysql://, redis://, redis+cluster:// or memcached://",
+                "unknown --store {:?}: use memory:, sqlite:PATH, postgres://, mysql://, redis://, rediss://, redis+cluster://, rediss+cluster:// or memcached://",
                 redact(text)
             ),
         })
@@ -169,6 +169,12 @@ mod tests {
         );
         assert!(matches!(
             "redis+cluster://127.0.0.1:7001"
+                .parse::<StoreUrl>()
+                .unwrap(),
+            StoreUrl::RedisCluster(_)
+        ));
+        assert!(matches!(
+            "rediss+cluster://127.0.0.1:7001?ssl_ca_certs=/ca.pem"
                 .parse::<StoreUrl>()
                 .unwrap(),
             StoreUrl::RedisCluster(_)
