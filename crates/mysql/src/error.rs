@@ -1,6 +1,6 @@
 //! How driver errors become [`StoreError`]s, and this crate's own errors.
 
-use mysql_async::{DriverError, Error as MyError};
+use mysql_async::{DriverError, Error as MyError, IoError};
 use tessera_core::StoreError;
 
 /// A setting or schema state that stops the store from starting. Returned inside
@@ -24,6 +24,27 @@ pub enum ConfigError {
         found: i32,
         /// The newest version this build can migrate to.
         known: i32,
+    },
+    /// `ssl-mode` is not one of `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`,
+    /// `VERIFY_IDENTITY`.
+    #[error(
+        "unknown ssl-mode {0:?}: use DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY"
+    )]
+    InvalidSslMode(String),
+    /// `ssl-mode=VERIFY_CA` (verify the chain but not the host name) is not available: the
+    /// driver cannot skip only the name check with this rustls version.
+    #[error(
+        "ssl-mode=VERIFY_CA is not supported: use VERIFY_IDENTITY (or REQUIRED) with a certificate that names the host"
+    )]
+    VerifyCaUnsupported,
+    /// The `ssl-ca` file could not be read or holds no PEM certificate.
+    #[error("cannot load the CA certificates (ssl-ca) from {}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// Another process held the migration lock for too long.
     #[error("timed out waiting for the migration lock")]
@@ -70,7 +91,11 @@ pub(crate) const DEADLOCK: u16 = 1213;
 /// errors are [`StoreError::Unavailable`]; everything else is [`StoreError::Backend`].
 pub(crate) fn from_my(error: MyError) -> StoreError {
     let unavailable = match &error {
-        MyError::Io(_) => true,
+        // A refused certificate or a failed TLS set-up: configuration, retrying cannot help.
+        MyError::Io(IoError::Tls(_)) => false,
+        MyError::Io(IoError::Io(io)) => !io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>()),
         MyError::Driver(DriverError::ConnectionClosed | DriverError::PoolDisconnected) => true,
         MyError::Server(server) => TRANSIENT_CODES.contains(&server.code),
         _ => false,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
 use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
 
 use crate::error::{
@@ -14,6 +14,7 @@ use crate::error::{
 };
 use crate::options::Options;
 use crate::schema;
+use crate::tls;
 
 /// The longest subject the `subject` column holds, in characters.
 pub const MAX_SUBJECT_CHARS: usize = 255;
@@ -215,7 +216,43 @@ impl MySqlStore {
     /// server refused (such as bad credentials).
     pub async fn connect_with(url: &str, options: Options) -> Result<Self, StoreError> {
         options.validate()?;
-        let opts = Opts::from_url(url).map_err(ConfigError::InvalidUrl)?;
+        let tls = tls::split(url)?;
+        let opts = Opts::from_url(&tls.rest).map_err(ConfigError::InvalidUrl)?;
+        let Some(mode) = tls.mode else {
+            // No `ssl-mode`: the driver's own parameters (`require_ssl`, ...) apply.
+            return Self::connect_opts(opts, options).await;
+        };
+        let with_tls = |ssl: Option<mysql_async::SslOpts>| -> Opts {
+            OptsBuilder::from_opts(opts.clone()).ssl_opts(ssl).into()
+        };
+        let first = Self::connect_opts(with_tls(tls.ssl_opts(mode)?), options.clone()).await;
+        match first {
+            // PREFERRED falls back to plain TCP only when the server has no TLS at all, never
+            // when a certificate is refused.
+            Err(StoreError::Backend(error))
+                if mode == tls::SslMode::Preferred
+                    && matches!(
+                        error.downcast_ref::<mysql_async::Error>(),
+                        Some(mysql_async::Error::Driver(
+                            DriverError::NoClientSslFlagFromServer
+                        ))
+                    ) =>
+            {
+                tracing::warn!("MySQL server offers no TLS; ssl-mode=PREFERRED goes on without it");
+                Self::connect_opts(with_tls(None), options).await
+            }
+            other => other,
+        }
+    }
+
+    /// Builds the pool from parsed driver options and connects as `connect_with` says.
+    async fn connect_opts(opts: Opts, options: Options) -> Result<Self, StoreError> {
+        let tls = opts.ssl_opts().is_some();
+        if tls {
+            // The driver builds its TLS configuration from the process's rustls provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let prefer_socket = !tls && opts.prefer_socket();
         let constraints =
             PoolConstraints::new(0, options.pool_size).expect("0 <= pool_size and pool_size >= 1");
         let opts: Opts = OptsBuilder::from_opts(opts)
@@ -235,6 +272,9 @@ impl MySqlStore {
             // Affected rows count matched rows, not changed ones: a touch that writes the same
             // values (twice in one millisecond) still reports that the session is there.
             .client_found_rows(true)
+            // With TLS, stay on TCP: the driver would otherwise move a connection to a local
+            // server's Unix socket, where it does no TLS.
+            .prefer_socket(prefer_socket)
             // Read committed: no gap locks, so concurrent creates and rotations on different
             // keys do not block or deadlock one another.
             .setup(vec![
