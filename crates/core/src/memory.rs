@@ -90,7 +90,19 @@ impl Entry {
     fn new(record: &Record) -> Self {
         // A fresh allocation of exactly the encoded size (shrinking the encoder's Vec in place
         // would leave a hole behind every record).
-        let blob = Box::<[u8]>::from(record.encode().as_slice());
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let blob = SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            record.encode_into(scratch);
+            let blob = Box::<[u8]>::from(scratch.as_slice());
+            // Keep a big record's buffer from staying allocated on this thread.
+            if scratch.capacity() > 4096 {
+                *scratch = Vec::new();
+            }
+            blob
+        });
         debug_assert_eq!(&blob[1..33], record.key.as_bytes());
         Self {
             blob,

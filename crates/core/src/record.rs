@@ -56,6 +56,13 @@ impl Record {
     /// without decoding it. Stores may keep some fields in columns of their own as well
     /// (deadlines, version, subject) for their queries.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Record::encode`], appending to `out` (so a caller can reuse one buffer).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let wire = WireRef {
             key: self.key.as_bytes(),
             subject: self.subject.as_deref(),
@@ -70,10 +77,17 @@ impl Record {
             ip: self.client.ip.as_deref(),
             user_agent: self.client.user_agent.as_deref(),
         };
-        let mut out = Vec::with_capacity(128 + self.data.encoded_len_hint());
+        // Room for the fixed part (format, key, secret, times: under 140 bytes), the optional
+        // strings and the data, so the buffer grows at most once.
+        let strings = [&self.subject, &self.client.ip, &self.client.user_agent]
+            .iter()
+            .filter_map(|s| s.as_deref().map(|s| s.len() + 2))
+            .sum::<usize>();
+        out.reserve(140 + strings + self.data.encoded_len_hint());
         out.push(FORMAT_V1);
         // Serializing plain data into a Vec cannot fail.
-        postcard::to_extend(&wire, out).expect("encoding a record into memory cannot fail")
+        *out = postcard::to_extend(&wire, std::mem::take(out))
+            .expect("encoding a record into memory cannot fail");
     }
 
     /// Decodes what [`Record::encode`] produced.

@@ -382,28 +382,48 @@ fn apply(
 
 /// A `Set-Cookie` value with the configured attributes. `removal`: an expired, empty cookie with
 /// the same attributes, so the browser drops the one it holds.
+///
+/// Written out directly rather than through the `cookie` crate's `Display`, which cost more
+/// than the whole session store call for a new session. The name and path were checked when
+/// the layer was built ([`SessionConfig::validate`]); the value is a token (base64url or a
+/// sealed token, never `;`).
 pub(crate) fn set_cookie(
     config: &SessionConfig,
     value: &str,
     max_age_secs: Option<u64>,
     removal: bool,
 ) -> String {
-    let mut builder = cookie::Cookie::build((&*config.cookie_name, value))
-        .path(&*config.path)
-        .secure(config.secure)
-        .http_only(config.http_only)
-        .same_site(config.same_site);
+    use std::fmt::Write as _;
+
+    let mut out = String::with_capacity(config.cookie_name.len() + value.len() + 96);
+    out.push_str(&config.cookie_name);
+    out.push('=');
+    out.push_str(value);
+    if config.http_only {
+        out.push_str("; HttpOnly");
+    }
+    out.push_str(match config.same_site {
+        cookie::SameSite::Strict => "; SameSite=Strict",
+        cookie::SameSite::Lax => "; SameSite=Lax",
+        cookie::SameSite::None => "; SameSite=None",
+    });
+    if config.secure {
+        out.push_str("; Secure");
+    }
+    out.push_str("; Path=");
+    out.push_str(&config.path);
     if let Some(domain) = &config.domain {
-        builder = builder.domain(&**domain);
+        out.push_str("; Domain=");
+        out.push_str(domain.strip_prefix('.').unwrap_or(domain));
     }
     if let Some(secs) = max_age_secs {
         let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-        builder = builder.max_age(cookie::time::Duration::seconds(secs));
+        let _ = write!(out, "; Max-Age={secs}");
     }
     if removal {
-        builder = builder.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        out.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
     }
-    builder.build().to_string()
+    out
 }
 
 fn append_vary(headers: &mut HeaderMap, value: &'static str) {
@@ -448,6 +468,64 @@ mod tests {
             find_bearer(&h, &name),
             Err(SessionRejection::Ambiguous)
         ));
+    }
+
+    /// The hand-written `Set-Cookie` says what the `cookie` crate would: parsed back, every
+    /// attribute is the configured one.
+    #[test]
+    fn set_cookie_values_parse_back_to_the_configuration() {
+        use cookie::{Cookie, SameSite};
+        let configs = [
+            SessionConfig::default(),
+            SessionConfig::default().insecure_dev_mode(),
+            SessionConfig::default()
+                .cookie_name("sid")
+                .same_site(SameSite::Strict)
+                .path("/app")
+                .domain(".example.com"),
+            SessionConfig::default()
+                .cookie_name("__Secure-sid")
+                .same_site(SameSite::None),
+        ];
+        for config in configs {
+            for (value, max_age, removal) in [
+                ("tok-en_1", Some(3600), false),
+                ("", Some(0), true),
+                ("t", None, false),
+            ] {
+                let text = set_cookie(&config, value, max_age, removal);
+                let parsed = Cookie::parse(text.as_str()).expect(&text);
+                assert_eq!(parsed.name(), &*config.cookie_name, "{text}");
+                assert_eq!(parsed.value(), value, "{text}");
+                assert_eq!(
+                    parsed.http_only(),
+                    Some(true).filter(|_| config.http_only),
+                    "{text}"
+                );
+                assert_eq!(
+                    parsed.secure(),
+                    Some(true).filter(|_| config.secure),
+                    "{text}"
+                );
+                assert_eq!(parsed.same_site(), Some(config.same_site), "{text}");
+                assert_eq!(parsed.path(), Some(&*config.path), "{text}");
+                assert_eq!(
+                    parsed.domain(),
+                    config.domain.as_deref().map(|d| d.trim_start_matches('.')),
+                    "{text}"
+                );
+                assert_eq!(
+                    parsed.max_age().map(|d| d.whole_seconds()),
+                    max_age.map(|s| s as i64),
+                    "{text}"
+                );
+                assert_eq!(
+                    parsed.expires_datetime(),
+                    removal.then_some(cookie::time::OffsetDateTime::UNIX_EPOCH),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]
