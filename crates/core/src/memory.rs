@@ -153,7 +153,12 @@ impl Entry {
     }
 
     fn subject(&self) -> Option<Arc<str>> {
-        Record::decode(&self.blob).ok().and_then(|r| r.subject)
+        self.subject_str().map(Arc::from)
+    }
+
+    /// The subject, read straight from the encoding (no decode of the rest).
+    fn subject_str(&self) -> Option<&str> {
+        crate::record::encoded_subject(&self.blob)
     }
 }
 
@@ -404,11 +409,12 @@ impl Store for MemoryStore {
             if entry.version != expected {
                 return Err(StoreError::Conflict);
             }
-            let old_subject = entry.subject();
+            let changed = entry.subject_str() != record.subject.as_deref();
+            let old_subject = if changed { entry.subject() } else { None };
             shard.insert(Entry::new(record));
-            old_subject
+            changed.then_some(old_subject)
         };
-        if old_subject != record.subject {
+        if let Some(old_subject) = old_subject {
             if let Some(old) = old_subject {
                 self.unindex_subject(&old, &record.key);
             }

@@ -135,6 +135,15 @@ impl Record {
     }
 }
 
+/// The subject of an encoded record, read without decoding the rest (it follows the key);
+/// `None` for no subject or a damaged encoding.
+pub(crate) fn encoded_subject(bytes: &[u8]) -> Option<&str> {
+    let rest = bytes
+        .get(33..)
+        .filter(|_| bytes.first() == Some(&FORMAT_V1))?;
+    postcard::take_from_bytes::<Option<&str>>(rest).ok()?.0
+}
+
 /// The first 32 bytes of `bytes` and the rest.
 fn take_array(bytes: &[u8]) -> Result<([u8; 32], &[u8]), DecodeError> {
     let (array, rest) = bytes
@@ -361,6 +370,16 @@ pub(crate) mod tests {
             .map(|i| u8::from_str_radix(&FROZEN_V1[i..i + 2], 16).unwrap())
             .collect();
         assert_eq!(Record::decode(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn the_subject_reads_without_a_decode() {
+        let mut record = sample(Key::from_bytes([1; 32]));
+        assert_eq!(encoded_subject(&record.encode()), Some("alice"));
+        record.subject = None;
+        assert_eq!(encoded_subject(&record.encode()), None);
+        assert_eq!(encoded_subject(&[FORMAT_V1, 1, 2]), None);
+        assert_eq!(encoded_subject(&[]), None);
     }
 
     #[test]
