@@ -83,6 +83,12 @@ impl Server {
         ] {
             std::fs::write(dir.path().join(name), pem).unwrap();
         }
+        // Two bootstraps at once sometimes fail ("Installation of system tables failed"), so
+        // the tests of this file take turns here.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = INSTALL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let status = Command::new(install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", path("data")))
@@ -92,11 +98,16 @@ impl Server {
                 "--auth-root-authentication-method=normal",
             ])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .output()
             .expect("run mariadb-install-db");
-        assert!(status.success(), "mariadb-install-db failed: {status}");
+        assert!(
+            status.status.success(),
+            "mariadb-install-db failed ({}):\n{}{}",
+            status.status,
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
+        drop(turn);
         let port = free_port();
         let child = Command::new(server)
             .arg("--no-defaults")
