@@ -351,3 +351,44 @@ async fn certificates_are_verified_and_tls_is_never_skipped() {
     .await;
     assert!(matches!(error, StoreError::Backend(_)));
 }
+
+/// Against the shared test server (127.0.0.1:3306, or `TESSERA_MYSQL_URL`), which has no TLS:
+/// `PREFERRED` goes on over plain TCP, `REQUIRED` and `VERIFY_IDENTITY` refuse to. Skipped
+/// (with a message) if that server has TLS after all, or is down and not required.
+#[tokio::test]
+async fn preferred_falls_back_to_plain_only_when_the_server_has_no_tls() {
+    let base = std::env::var("TESSERA_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+    let joiner = if base.contains('?') { '&' } else { '?' };
+    let with_mode = |mode: &str| format!("{base}{joiner}prefer_socket=false&ssl-mode={mode}");
+    let no_migration = || Options::default().migrate_on_connect(false);
+    let store = match MySqlStore::connect_with(&with_mode("DISABLED"), no_migration()).await {
+        Ok(store) => store,
+        Err(error) => {
+            assert!(
+                !required(),
+                "MySQL at {base} is required but unavailable: {error}"
+            );
+            eprintln!("skipping: MySQL at {base} unavailable: {error}");
+            return;
+        }
+    };
+    drop(store);
+    let mut conn = mysql_async::Conn::from_url(&base).await.unwrap();
+    let have_ssl: Option<(String, String)> = conn
+        .query_first("SHOW VARIABLES LIKE 'have_ssl'")
+        .await
+        .unwrap();
+    let _ = conn.disconnect().await;
+    if have_ssl.is_some_and(|(_, value)| value == "YES") {
+        eprintln!("skipping: the MySQL server at {base} has TLS, so there is no fallback to see");
+        return;
+    }
+    for mode in ["REQUIRED", "VERIFY_IDENTITY"] {
+        refused(&with_mode(mode), "server does not have this capability").await;
+    }
+    let store = MySqlStore::connect_with(&with_mode("PREFERRED"), no_migration())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+}

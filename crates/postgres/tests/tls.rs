@@ -1,5 +1,5 @@
 //! The PostgreSQL store over TLS, against a throwaway cluster this test starts on a free
-//! 127.0.0.1 port (`initdb` + `postgres -c ssl=on`) with a CA and server certificate made
+//! 127.0.0.1 port (`initdb` + `postgres` with `ssl = on`) with a CA and server certificate made
 //! here. The shared server on 5432 is not touched. Without the PostgreSQL binaries the tests
 //! skip with a message, or fail under `TESSERA_REQUIRE_STORES=1`.
 
@@ -146,16 +146,24 @@ impl Server {
             .expect("run initdb");
         assert!(status.success(), "initdb failed: {status}");
         let port = free_port();
-        let setting =
-            |name: &str, file: &str| format!("{name}={}", dir.path().join(file).display());
+        // TLS goes in postgresql.conf rather than on the command line, so that a test can
+        // turn it off with ALTER SYSTEM and a reload.
+        let tls_settings = format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            dir.path().join("server.crt").display(),
+            dir.path().join("server.key").display()
+        );
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut conf, tls_settings.as_bytes()).unwrap();
         let child = command("postgres")
             .arg("-D")
             .arg(&data)
             .args(["-p", &port.to_string(), "-k"])
             .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"])
-            .args(["-c", &setting("ssl_cert_file", "server.crt")])
-            .args(["-c", &setting("ssl_key_file", "server.key")])
+            .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "max_connections=40"])
             .stderr(Stdio::null())
             .spawn()
@@ -333,6 +341,8 @@ async fn the_conformance_suite_passes_over_verified_tls() {
 /// A wrong CA, the default (public) roots for a private CA, and a host name the certificate
 /// does not name are all refused at connect, quickly, with an error that says why; `prefer`
 /// does not fall back to plain TCP when verification fails; `verify-ca` skips only the name.
+/// Once the server turns TLS off, `require` and the `verify-*` modes refuse it and `prefer`
+/// goes on over plain TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_verified_and_tls_is_never_skipped() {
     let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"])).await else {
@@ -399,4 +409,40 @@ async fn certificates_are_verified_and_tls_is_never_skipped() {
         "/nonexistent/ca.pem",
     )
     .await;
+
+    // The server turns TLS off: `require` refuses to go on, `prefer` goes on over plain TCP.
+    let (admin, connection) = tokio_postgres::connect(&server.url(""), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute("ALTER SYSTEM SET ssl = off")
+        .await
+        .unwrap();
+    admin.execute("SELECT pg_reload_conf()", &[]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (probe, connection) = tokio_postgres::connect(&server.url(""), NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = probe.query_one("SHOW ssl", &[]).await.unwrap();
+        if row.get::<_, String>(0) == "off" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ssl=off was not reloaded within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let with_ca = |mode: &str| server.url(&format!("sslmode={mode}&sslrootcert={}", ca.display()));
+    for mode in ["require", "verify-ca", "verify-full"] {
+        refused(&with_ca(mode), "server does not support TLS").await;
+    }
+    let store =
+        PostgresStore::connect_with(&with_ca("prefer"), Options::default().table("t_no_tls"))
+            .await
+            .unwrap();
+    store.ping().await.unwrap();
 }
