@@ -164,7 +164,12 @@ impl Sessions {
         let now = self.now();
         let policy = &self.inner.policy;
         let absolute_deadline = now.saturating_add(policy.absolute);
-        Session::new_unsaved(Record {
+        // One draw from the OS for both the CSRF secret and the ID the session will get if it
+        // is stored: a system call is a large part of what a new session costs.
+        let mut random = [0u8; 64];
+        getrandom::fill(&mut random).expect("the OS random number generator failed");
+        let (secret, id) = random.split_at(32);
+        let mut session = Session::new_unsaved(Record {
             // Replaced by the key of a fresh ID at commit.
             key: Key::from_bytes([0; 32]),
             subject: None,
@@ -175,9 +180,11 @@ impl Sessions {
             idle_deadline: now.saturating_add(policy.idle).min(absolute_deadline),
             absolute_deadline,
             version: 0,
-            csrf_secret: random_secret(),
+            csrf_secret: secret.try_into().expect("32 bytes"),
             client,
-        })
+        });
+        session.drawn_id = Some(SessionId::from_os_random(id.try_into().expect("32 bytes")));
+        session
     }
 
     /// Loads the session a client presented. Strict: a malformed token is `None` without a store
@@ -259,7 +266,10 @@ impl Sessions {
         record.created_at = now;
         record.version = 1;
         self.stamp(&mut record, now);
-        let id = self.insert_fresh(&mut record, Insert::Create).await?;
+        let drawn = session.drawn_id.take();
+        let id = self
+            .insert_fresh(&mut record, Insert::Create, drawn)
+            .await?;
         let key = record.key;
         session.committed(record, Some(id));
         if let Some(subject) = &subject {
@@ -292,7 +302,7 @@ impl Sessions {
                     expected,
                     now,
                 };
-                self.insert_fresh(&mut next, rotate).await.map(Some)
+                self.insert_fresh(&mut next, rotate, None).await.map(Some)
             } else {
                 let update = self.backend().update(&next, expected, now).await;
                 update.map(|()| None).map_err(Error::from)
@@ -353,12 +363,20 @@ impl Sessions {
             .min(record.absolute_deadline)
     }
 
-    /// Gives `record` a fresh ID and writes it, drawing another ID in the astronomically
-    /// unlikely case that the key exists.
-    async fn insert_fresh(&self, record: &mut Record, how: Insert) -> Result<SessionId, Error> {
+    /// Gives `record` a fresh ID (`drawn`, if the session drew one when it started) and writes
+    /// it, drawing another ID in the astronomically unlikely case that the key exists.
+    async fn insert_fresh(
+        &self,
+        record: &mut Record,
+        how: Insert,
+        mut drawn: Option<SessionId>,
+    ) -> Result<SessionId, Error> {
         let store = self.backend();
         for _ in 0..4 {
-            let id = SessionId::try_generate().map_err(Error::Random)?;
+            let id = match drawn.take() {
+                Some(id) => id,
+                None => SessionId::try_generate().map_err(Error::Random)?,
+            };
             record.key = id.key();
             let written = match how {
                 Insert::Create => store.create(record).await,
@@ -615,4 +633,50 @@ async fn backoff(attempt: u32) {
     let ceiling = 50u64 << attempt.min(7);
     let micros = u64::from(u16::from_le_bytes(jitter)) % ceiling;
     tokio::time::sleep(Duration::from_micros(micros)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn a_drawn_id_that_collides_is_replaced_and_the_other_session_is_untouched() {
+        let sessions = Sessions::new(MemoryStore::new());
+        let mut first = sessions.start();
+        first.insert("owner", "first").unwrap();
+        let mut second = sessions.start();
+        second.insert("owner", "second").unwrap();
+        // Make the second session draw the same ID as the first (what a broken RNG would do).
+        second.drawn_id = first.drawn_id.clone();
+        assert_eq!(sessions.commit(&mut first).await.unwrap(), Commit::Created);
+        assert_eq!(sessions.commit(&mut second).await.unwrap(), Commit::Created);
+
+        let (a, b) = (first.id().unwrap(), second.id().unwrap());
+        assert_ne!(a, b, "the collision was detected and a new ID drawn");
+        let owner = |s: &Session| s.get::<String>("owner").unwrap().unwrap();
+        let a = sessions.load_id(a.clone()).await.unwrap().unwrap();
+        let b = sessions.load_id(b.clone()).await.unwrap().unwrap();
+        assert_eq!(
+            (owner(&a).as_str(), owner(&b).as_str()),
+            ("first", "second")
+        );
+    }
+
+    #[test]
+    fn a_new_session_draws_its_secret_and_its_id_apart() {
+        let sessions = Sessions::new(MemoryStore::new());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let session = sessions.start();
+            let id = session.drawn_id.clone().expect("drawn at start");
+            assert!(seen.insert(session.record().csrf_secret), "secrets differ");
+            assert!(seen.insert(*id.key().as_bytes()), "ids differ");
+            assert_ne!(
+                id.expose(),
+                SessionId::from_os_random(session.record().csrf_secret).expose(),
+                "the ID is not the CSRF secret"
+            );
+        }
+    }
 }

@@ -58,6 +58,11 @@ impl SessionId {
         Ok(Self(bytes))
     }
 
+    /// An ID from 32 bytes the caller just drew from the OS CSPRNG (never from anything else).
+    pub(crate) const fn from_os_random(bytes: [u8; ID_BYTES]) -> Self {
+        Self(bytes)
+    }
+
     /// Parses a client-supplied ID strictly: exactly 43 characters of base64url, no padding,
     /// no whitespace, canonical trailing bits. Anything else is `None` ("no session"), and costs
     /// no store call.

@@ -78,6 +78,8 @@ pub(crate) enum State {
 pub struct Session {
     pub(crate) state: State,
     pub(crate) id: Option<SessionId>,
+    /// The ID a new session will be stored under, drawn from the OS with its CSRF secret.
+    pub(crate) drawn_id: Option<SessionId>,
     /// The working copy: the loaded record with this request's changes applied.
     pub(crate) record: Record,
     /// The version the record had when loaded (the compare-and-swap token).
@@ -113,6 +115,7 @@ impl Session {
             now: record.created_at,
             state: State::New,
             id: None,
+            drawn_id: None,
             base_version: record.version,
             record,
             changes: Vec::new(),
@@ -129,6 +132,7 @@ impl Session {
             now,
             state: State::Stored,
             id: Some(id),
+            drawn_id: None,
             base_version: record.version,
             record,
             changes: Vec::new(),
