@@ -194,7 +194,7 @@ impl Session {
         &self,
         f: impl FnOnce(&mut Loaded) -> Result<R, SessionRejection>,
     ) -> Result<R, SessionRejection> {
-        let mut slot = self.shared.slot.lock().await;
+        let mut slot = self.shared.lock_slot().await;
         if matches!(*slot, Slot::Unloaded) {
             *slot = Slot::Loaded(self.shared.load().await?);
         }
@@ -392,7 +392,7 @@ impl Session {
     /// if a login is refused, and as [`Session::with`].
     pub async fn commit_now(&self) -> Result<Option<String>, SessionRejection> {
         let engine = self.shared.engine.clone();
-        let mut slot = self.shared.slot.lock().await;
+        let mut slot = self.shared.lock_slot().await;
         if matches!(*slot, Slot::Unloaded) {
             *slot = Slot::Loaded(self.shared.load().await?);
         }
@@ -411,7 +411,7 @@ impl Session {
         &self,
         log_read_only_failure: bool,
     ) -> Result<Outcome, SessionRejection> {
-        let slot = std::mem::replace(&mut *self.shared.slot.lock().await, Slot::Finished);
+        let slot = std::mem::replace(&mut *self.shared.lock_slot().await, Slot::Finished);
         let Slot::Loaded(mut loaded) = slot else {
             return Ok(Outcome::default());
         };
@@ -448,6 +448,15 @@ impl Session {
 }
 
 impl Shared {
+    /// The slot, locked: at once when nobody holds it (the usual case: one handler, then the
+    /// layer), else after the holder is done.
+    async fn lock_slot(&self) -> tokio::sync::MutexGuard<'_, Slot> {
+        match self.slot.try_lock() {
+            Ok(slot) => slot,
+            Err(_) => self.slot.lock().await,
+        }
+    }
+
     async fn load(&self) -> Result<Loaded, SessionRejection> {
         let (session, presented_dead) = match &self.token {
             None => (self.engine.start(self.client.info()), false),
