@@ -196,6 +196,52 @@ mod tests {
         assert_eq!(find_session_cookie_limited(&h, NAME, 10_000), Ok(None));
     }
 
+    /// The rules stated plainly (split on `;`, trim spaces and tabs, split at the first `=`,
+    /// trim again, compare names byte for byte), to check the scanner against.
+    fn reference(values: &[Vec<u8>], name: &str) -> Result<Option<Vec<u8>>, CookieError> {
+        let trim = |b: &[u8]| -> Vec<u8> {
+            let ows = |c: &u8| *c == b' ' || *c == b'\t';
+            let start = b.iter().position(|c| !ows(c)).unwrap_or(b.len());
+            let end = b.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+            b[start..end].to_vec()
+        };
+        let mut found = None;
+        for value in values {
+            for pair in value.split(|&b| b == b';') {
+                let pair = trim(pair);
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                if trim(&pair[..eq]) != name.as_bytes() {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(CookieError::Duplicate);
+                }
+                found = Some(trim(&pair[eq + 1..]));
+            }
+        }
+        Ok(found)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scanner_follows_the_stated_rules(
+            values in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(b"ab=; \t_-xs".to_vec()),
+                    0..24,
+                ),
+                1..4,
+            ),
+        ) {
+            let h = headers(&values.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let located = locate_session_cookie(&h, "s", 8192)
+                .map(|found| found.map(|(value, range)| value.as_bytes()[range].to_vec()));
+            proptest::prop_assert_eq!(located, reference(&values, "s"));
+        }
+    }
+
     #[test]
     fn non_utf8_values_are_empty() {
         let h = headers(&[b"__Host-session=\xff\xfe"]);
