@@ -3,26 +3,18 @@
 
 use std::sync::Arc;
 
-use tessera_core::StoreError;
+use tessera_core::testing::store_or_skip;
 use tessera_memcached::{MemcachedOptions, MemcachedStore};
 
 const URL: &str = "memcached://127.0.0.1:11211";
 
 async fn open(prefix: &str) -> Option<MemcachedStore> {
-    let required = std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1");
-    match MemcachedStore::connect_with(URL, MemcachedOptions::default().key_prefix(prefix)).await {
-        Ok(store) => Some(store),
-        Err(error) if required => {
-            panic!(
-                "Memcached at {URL} is required (TESSERA_REQUIRE_STORES=1) but unreachable: {error:?}"
-            )
-        }
-        Err(error @ StoreError::Unavailable(_)) => {
-            eprintln!("skipping the Memcached suite: {URL} unreachable ({error:?})");
-            None
-        }
-        Err(error) => panic!("cannot set up the Memcached store: {error:?}"),
-    }
+    let options = MemcachedOptions::default().key_prefix(prefix);
+    store_or_skip(
+        "Memcached",
+        URL,
+        MemcachedStore::connect_with(URL, options).await,
+    )
 }
 
 tessera_core::store_conformance!(|namespace: String| async move { open(&namespace).await });

@@ -5,22 +5,13 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tessera_core::testing::fresh_record;
+use tessera_core::testing::{closed_port, free_port, fresh_record, stores_required};
 use tessera_core::{Store, StoreError, Timestamp};
 use tessera_memcached::{MemcachedOptions, MemcachedStore};
 use tokio::process::{Child, Command};
 
 const OPERATION_TIMEOUT: Duration = Duration::from_millis(500);
 const FAIL_FAST: Duration = Duration::from_secs(2);
-
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 async fn start_server(port: u16) -> Option<Child> {
     let spawned = Command::new("memcached")
@@ -42,7 +33,9 @@ async fn start_server(port: u16) -> Option<Child> {
         .spawn();
     let child = match spawned {
         Ok(child) => child,
-        Err(error) if required() => panic!("memcached is required for the fault test: {error}"),
+        Err(error) if stores_required() => {
+            panic!("memcached is required for the fault test: {error}")
+        }
         Err(error) => {
             eprintln!("skipping the Memcached fault test: cannot run memcached ({error})");
             return None;
@@ -153,7 +146,7 @@ async fn a_server_outage_fails_fast_and_the_store_recovers_by_itself() {
 
 #[tokio::test]
 async fn connecting_to_a_server_that_is_down_fails_fast() {
-    let port = free_port();
+    let port = closed_port().await;
     let started = Instant::now();
     let options = MemcachedOptions::default().connect_timeout(OPERATION_TIMEOUT);
     let result = tokio::time::timeout(
@@ -188,7 +181,7 @@ async fn bad_urls_and_options_are_refused_at_connect() {
 
 #[tokio::test]
 async fn listing_by_subject_is_plainly_unsupported() {
-    let required = required();
+    let required = stores_required();
     let store = match MemcachedStore::connect("memcached://127.0.0.1:11211").await {
         Ok(store) => store,
         Err(error) if !required => {

@@ -9,48 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use tessera_core::testing::{Pki, free_port, stores_required};
 use tessera_core::{Store, StoreError};
 use tessera_mysql::{MySqlStore, Options};
-
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
-/// A CA and a server certificate it signed, PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-/// A fresh CA, and a certificate for `names` (host names or IP addresses) signed by it.
-fn pki(names: &[&str]) -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Tessera throwaway test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut leaf = CertificateParams::new(names).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "tessera-test");
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &*ca).unwrap();
-    Pki {
-        ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// A MariaDB server in a temporary directory that accepts TCP clients only over TLS
 /// (`--require-secure-transport`), killed (and its files removed) on drop.
@@ -67,7 +28,7 @@ impl Server {
     async fn start(pki: &Pki) -> Option<Self> {
         let (Some(install), Some(server)) = (find("mariadb-install-db"), find("mariadbd")) else {
             assert!(
-                !required(),
+                !stores_required(),
                 "mariadb-install-db and mariadbd are required for the TLS tests \
                  (TESSERA_REQUIRE_STORES=1) but missing"
             );
@@ -76,13 +37,7 @@ impl Server {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name).display().to_string();
-        for (name, pem) in [
-            ("ca.pem", &pki.ca),
-            ("server.crt", &pki.cert),
-            ("server.key", &pki.key),
-        ] {
-            std::fs::write(dir.path().join(name), pem).unwrap();
-        }
+        pki.write_to(dir.path());
         // Two bootstraps at once sometimes fail ("Installation of system tables failed"), so
         // the tests of this file take turns here.
         static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -203,45 +158,19 @@ fn find(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// An error with its causes, `outer: inner: ...`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Connecting with `url` fails, within 10 s (never a hang), with an error whose chain
 /// contains `expected`.
 async fn refused(url: &str, expected: &str) -> StoreError {
     let options = Options::default().connect_timeout(Duration::from_secs(5));
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        MySqlStore::connect_with(url, options),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("connecting to {url} hung"));
-    let error = result.expect_err(url);
-    let text = chain(&error);
-    assert!(text.contains(expected), "{url}: {text}");
-    error
-}
-
-macro_rules! conformance {
-    ($make:expr; $($check:ident),* $(,)?) => {$(
-        tessera_core::testing::run($make, stringify!($check), tessera_core::testing::$check).await;
-    )*};
+    let connecting = MySqlStore::connect_with(url, options);
+    tessera_core::testing::assert_refused(url, connecting, expected).await
 }
 
 /// The whole store conformance suite over `ssl-mode=VERIFY_IDENTITY` with a private CA. The
 /// server refuses TCP clients without TLS, so every connection the store made was TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_conformance_suite_passes_over_verified_tls() {
-    let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"])).await else {
+    let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"])).await else {
         return;
     };
     // The server really refuses plain TCP (MariaDB says "Access denied" to an insecure
@@ -267,23 +196,7 @@ async fn the_conformance_suite_passes_over_verified_tls() {
             Some(MySqlStore::connect_with(&url, options).await.unwrap())
         }
     };
-    conformance!(&make;
-        create_then_load,
-        duplicate_create_is_an_error,
-        unknown_keys_do_not_load,
-        expired_records_are_dead,
-        update_is_compare_and_swap,
-        update_after_delete_is_not_found,
-        touch_extends_but_never_past_absolute,
-        delete_is_idempotent,
-        rotate_moves_the_record,
-        list_subject_lists_live_records,
-        delete_subject_logs_out_everywhere,
-        purge_removes_only_expired,
-        concurrent_disjoint_keys_all_land,
-        concurrent_same_key_keeps_one_value,
-        deleted_sessions_stay_deleted,
-    );
+    tessera_core::store_conformance!(sequence: &make);
     let store = make("t_tls_counter".to_owned()).await.unwrap();
     tessera_core::testing::concurrent_updates_lose_nothing(std::sync::Arc::new(store), 8, 20).await;
 
@@ -303,12 +216,12 @@ async fn the_conformance_suite_passes_over_verified_tls() {
 /// does not fall back to plain TCP when verification fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_verified_and_tls_is_never_skipped() {
-    let Some(server) = Server::start(&pki(&["127.0.0.1"])).await else {
+    let Some(server) = Server::start(&Pki::new(&["127.0.0.1"])).await else {
         return;
     };
     let ca = server.ca_file();
     let wrong_ca = server.dir.path().join("wrong-ca.pem");
-    std::fs::write(&wrong_ca, pki(&["127.0.0.1"]).ca).unwrap();
+    std::fs::write(&wrong_ca, Pki::new(&["127.0.0.1"]).ca).unwrap();
 
     for mode in ["REQUIRED", "VERIFY_IDENTITY", "PREFERRED"] {
         let url = server.url(
@@ -366,7 +279,7 @@ async fn preferred_falls_back_to_plain_only_when_the_server_has_no_tls() {
         Ok(store) => store,
         Err(error) => {
             assert!(
-                !required(),
+                !stores_required(),
                 "MySQL at {base} is required but unavailable: {error}"
             );
             eprintln!("skipping: MySQL at {base} unavailable: {error}");

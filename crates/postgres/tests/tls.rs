@@ -8,49 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use tessera_core::testing::{Pki, free_port, stores_required};
 use tessera_core::{Store, StoreError};
 use tessera_postgres::{Options, PostgresStore};
 use tokio_postgres::NoTls;
-
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
-/// A CA and a server certificate it signed, PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-/// A fresh CA, and a certificate for `names` (host names or IP addresses) signed by it.
-fn pki(names: &[&str]) -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Tessera throwaway test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut leaf = CertificateParams::new(names).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &*ca).unwrap();
-    Pki {
-        ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb` and `postgres`.
 fn postgres_bin() -> Option<PathBuf> {
@@ -103,7 +64,7 @@ impl Server {
     async fn start(pki: &Pki) -> Option<Self> {
         let Some(bin) = postgres_bin() else {
             assert!(
-                !required(),
+                !stores_required(),
                 "PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are required for the TLS \
                  tests (TESSERA_REQUIRE_STORES=1) but missing"
             );
@@ -114,14 +75,7 @@ impl Server {
         let data = dir.path().join("data");
         let as_root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
         let account = as_root.then(postgres_account);
-        let files = [
-            ("ca.pem", &pki.ca),
-            ("server.crt", &pki.cert),
-            ("server.key", &pki.key),
-        ];
-        for (name, pem) in files {
-            write_private(&dir.path().join(name), pem);
-        }
+        pki.write_to(dir.path());
         if let Some((uid, gid)) = account {
             chown_tree(dir.path(), uid, gid);
         }
@@ -223,12 +177,6 @@ impl Drop for Server {
     }
 }
 
-fn write_private(path: &Path, contents: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     if path.is_dir() {
@@ -238,32 +186,12 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
     }
 }
 
-/// An error with its causes, `outer: inner: ...`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Connecting with `url` fails, within 10 s (never a hang), with an error whose chain
 /// contains `expected`.
 async fn refused(url: &str, expected: &str) -> StoreError {
     let options = Options::default().connect_timeout(Duration::from_secs(5));
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        PostgresStore::connect_with(url, options),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("connecting to {url} hung"));
-    let error = result.expect_err(url);
-    let text = chain(&error);
-    assert!(text.contains(expected), "{url}: {text}");
-    error
+    let connecting = PostgresStore::connect_with(url, options);
+    tessera_core::testing::assert_refused(url, connecting, expected).await
 }
 
 /// How many of the server's connections named `tessera` use TLS, and how many do not.
@@ -284,17 +212,11 @@ async fn tessera_connections(server: &Server) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
-macro_rules! conformance {
-    ($make:expr; $($check:ident),* $(,)?) => {$(
-        tessera_core::testing::run($make, stringify!($check), tessera_core::testing::$check).await;
-    )*};
-}
-
 /// The whole store conformance suite over `sslmode=verify-full` with a private CA, and every
 /// connection the store made is TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_conformance_suite_passes_over_verified_tls() {
-    let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"])).await else {
+    let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"])).await else {
         return;
     };
     let url = server.url(&format!(
@@ -308,23 +230,7 @@ async fn the_conformance_suite_passes_over_verified_tls() {
             Some(PostgresStore::connect_with(&url, options).await.unwrap())
         }
     };
-    conformance!(&make;
-        create_then_load,
-        duplicate_create_is_an_error,
-        unknown_keys_do_not_load,
-        expired_records_are_dead,
-        update_is_compare_and_swap,
-        update_after_delete_is_not_found,
-        touch_extends_but_never_past_absolute,
-        delete_is_idempotent,
-        rotate_moves_the_record,
-        list_subject_lists_live_records,
-        delete_subject_logs_out_everywhere,
-        purge_removes_only_expired,
-        concurrent_disjoint_keys_all_land,
-        concurrent_same_key_keeps_one_value,
-        deleted_sessions_stay_deleted,
-    );
+    tessera_core::store_conformance!(sequence: &make);
     let store = make("t_tls_check".to_owned()).await.unwrap();
     tessera_core::testing::concurrent_updates_lose_nothing(
         std::sync::Arc::new(store.clone()),
@@ -345,12 +251,12 @@ async fn the_conformance_suite_passes_over_verified_tls() {
 /// goes on over plain TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_verified_and_tls_is_never_skipped() {
-    let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"])).await else {
+    let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"])).await else {
         return;
     };
     let ca = server.ca_file();
     let wrong_ca = server.dir.path().join("wrong-ca.pem");
-    std::fs::write(&wrong_ca, pki(&["localhost"]).ca).unwrap();
+    std::fs::write(&wrong_ca, Pki::new(&["localhost"]).ca).unwrap();
 
     for mode in ["require", "verify-ca", "verify-full", "prefer"] {
         let url = server.url(&format!(

@@ -4,30 +4,19 @@
 
 use std::sync::Arc;
 
-use tessera_core::StoreError;
+use tessera_core::testing::store_or_skip;
 use tessera_redis::{RedisOptions, RedisStore};
 
 const STANDALONE: &str = "redis://127.0.0.1:6379";
 const CLUSTER: &str = "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
 
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
 async fn open(url: &str, prefix: &str) -> Option<RedisStore> {
-    match RedisStore::connect_url_with(url, RedisOptions::default().key_prefix(prefix)).await {
-        Ok(store) => Some(store),
-        Err(error) if required() => {
-            panic!(
-                "Redis at {url} is required (TESSERA_REQUIRE_STORES=1) but unreachable: {error:?}"
-            )
-        }
-        Err(error @ StoreError::Unavailable(_)) => {
-            eprintln!("skipping the Redis suite for {url}: server unreachable ({error:?})");
-            None
-        }
-        Err(error) => panic!("cannot set up the Redis store for {url}: {error:?}"),
-    }
+    let options = RedisOptions::default().key_prefix(prefix);
+    store_or_skip(
+        "Redis",
+        url,
+        RedisStore::connect_url_with(url, options).await,
+    )
 }
 
 mod standalone {

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tessera_core::testing::fresh_record;
+use tessera_core::testing::{closed_port, free_port, fresh_record, stores_required};
 use tessera_core::{Store, StoreError, Timestamp};
 use tessera_redis::{RedisOptions, RedisStore};
 use tokio::process::{Child, Command};
@@ -13,15 +13,6 @@ use tokio::process::{Child, Command};
 const OPERATION_TIMEOUT: Duration = Duration::from_millis(500);
 /// An operation against a dead server must fail within this (timeout plus scheduling slack).
 const FAIL_FAST: Duration = Duration::from_secs(2);
-
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// Starts `redis-server` on `port` and waits (at most 10 s) until it accepts connections.
 async fn start_server(port: u16) -> Option<Child> {
@@ -34,7 +25,9 @@ async fn start_server(port: u16) -> Option<Child> {
         .spawn();
     let child = match spawned {
         Ok(child) => child,
-        Err(error) if required() => panic!("redis-server is required for the fault test: {error}"),
+        Err(error) if stores_required() => {
+            panic!("redis-server is required for the fault test: {error}")
+        }
         Err(error) => {
             eprintln!("skipping the Redis fault test: cannot run redis-server ({error})");
             return None;
@@ -152,7 +145,7 @@ async fn a_server_outage_fails_fast_and_the_store_recovers_by_itself() {
 
 #[tokio::test]
 async fn connecting_to_a_server_that_is_down_fails_fast() {
-    let port = free_port();
+    let port = closed_port().await;
     let started = Instant::now();
     let options = RedisOptions::default().connect_timeout(OPERATION_TIMEOUT);
     let result = tokio::time::timeout(

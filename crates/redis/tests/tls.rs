@@ -7,48 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use tessera_core::testing::{Pki, error_chain, free_port, stores_required};
 use tessera_core::{Store, StoreError};
 use tessera_redis::{RedisOptions, RedisStore, RedisStoreError};
-
-fn required() -> bool {
-    std::env::var("TESSERA_REQUIRE_STORES").is_ok_and(|v| v == "1")
-}
-
-/// A CA and a server certificate it signed, PEM.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-/// A fresh CA, and a certificate for `names` (host names or IP addresses) signed by it.
-fn pki(names: &[&str]) -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Tessera throwaway test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut leaf = CertificateParams::new(names).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &*ca).unwrap();
-    Pki {
-        ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// A TLS-only `redis-server` in a temporary directory, killed on drop.
 struct Server {
@@ -63,13 +24,7 @@ impl Server {
     /// run and is not required.
     fn start(pki: &Pki, cluster: bool) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        for (name, pem) in [
-            ("ca.pem", &pki.ca),
-            ("server.crt", &pki.cert),
-            ("server.key", &pki.key),
-        ] {
-            std::fs::write(dir.path().join(name), pem).unwrap();
-        }
+        pki.write_to(dir.path());
         let port = free_port();
         let file = |name: &str| dir.path().join(name).display().to_string();
         let mut command = Command::new("redis-server");
@@ -91,7 +46,7 @@ impl Server {
         }
         let child = match command.spawn() {
             Ok(child) => child,
-            Err(error) if required() => {
+            Err(error) if stores_required() => {
                 panic!(
                     "redis-server is required for the TLS tests (TESSERA_REQUIRE_STORES=1): {error}"
                 )
@@ -137,31 +92,13 @@ impl Drop for Server {
     }
 }
 
-/// An error with its causes, `outer: inner: ...`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Connecting fails within 10 s (never a hang) with a `Backend` error whose chain contains
 /// `expected`.
 async fn refused(url: &str, options: RedisOptions, expected: &str) {
     let started = Instant::now();
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        RedisStore::connect_url_with(url, options),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("connecting to {url} hung"));
-    let error = result.expect_err(url);
-    let text = chain(&error);
-    assert!(text.contains(expected), "{url}: {text}");
+    let connecting = RedisStore::connect_url_with(url, options);
+    let error = tessera_core::testing::assert_refused(url, connecting, expected).await;
+    let text = error_chain(&error);
     assert!(
         matches!(error, StoreError::Backend(_)),
         "{url}: a TLS or configuration failure is not an outage: {text}"
@@ -173,35 +110,13 @@ async fn refused(url: &str, options: RedisOptions, expected: &str) {
     );
 }
 
-macro_rules! conformance {
-    ($make:expr; $($check:ident),* $(,)?) => {$(
-        tessera_core::testing::run($make, stringify!($check), tessera_core::testing::$check).await;
-    )*};
-}
-
 /// Runs every conformance check against `url`, each on a fresh key prefix.
 async fn conformance_suite(url: &str) {
     let make = |prefix: String| async move {
         let options = RedisOptions::default().key_prefix(prefix);
         Some(RedisStore::connect_url_with(url, options).await.unwrap())
     };
-    conformance!(&make;
-        create_then_load,
-        duplicate_create_is_an_error,
-        unknown_keys_do_not_load,
-        expired_records_are_dead,
-        update_is_compare_and_swap,
-        update_after_delete_is_not_found,
-        touch_extends_but_never_past_absolute,
-        delete_is_idempotent,
-        rotate_moves_the_record,
-        list_subject_lists_live_records,
-        delete_subject_logs_out_everywhere,
-        purge_removes_only_expired,
-        concurrent_disjoint_keys_all_land,
-        concurrent_same_key_keeps_one_value,
-        deleted_sessions_stay_deleted,
-    );
+    tessera_core::store_conformance!(sequence: &make);
     let store = make("t_tls_counter".to_owned()).await.unwrap();
     tessera_core::testing::concurrent_updates_lose_nothing(std::sync::Arc::new(store), 16, 50)
         .await;
@@ -211,7 +126,7 @@ async fn conformance_suite(url: &str) {
 /// plain port, so every command went over TLS).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_conformance_suite_passes_over_tls() {
-    let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"]), false) else {
+    let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"]), false) else {
         return;
     };
     conformance_suite(&server.url()).await;
@@ -229,11 +144,11 @@ async fn the_conformance_suite_passes_over_tls() {
 /// error that says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_ca_or_name_is_refused_with_a_clear_error() {
-    let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"]), false) else {
+    let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"]), false) else {
         return;
     };
     let wrong_ca = server.dir.path().join("wrong-ca.pem");
-    std::fs::write(&wrong_ca, pki(&["127.0.0.1"]).ca).unwrap();
+    std::fs::write(&wrong_ca, Pki::new(&["127.0.0.1"]).ca).unwrap();
     let plain_url = format!("rediss://127.0.0.1:{}", server.port);
 
     let with_wrong_ca = format!("{plain_url}?ssl_ca_certs={}", wrong_ca.display());
@@ -263,7 +178,10 @@ async fn a_wrong_ca_or_name_is_refused_with_a_clear_error() {
     ))
     .await
     .expect_err("CA file without TLS");
-    assert!(chain(&error).contains("does not use TLS"), "{error:?}");
+    assert!(
+        error_chain(&error).contains("does not use TLS"),
+        "{error:?}"
+    );
     let StoreError::Backend(inner) = &error else {
         panic!("{error:?}")
     };
@@ -282,7 +200,7 @@ async fn a_wrong_ca_or_name_is_refused_with_a_clear_error() {
     .await;
 
     // The right CA, but the certificate names another host.
-    let Some(misnamed) = Server::start(&pki(&["db.invalid"]), false) else {
+    let Some(misnamed) = Server::start(&Pki::new(&["db.invalid"]), false) else {
         return;
     };
     refused(
@@ -297,7 +215,7 @@ async fn a_wrong_ca_or_name_is_refused_with_a_clear_error() {
 /// `rediss+cluster://` runs the conformance suite over TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_conformance_suite_passes_on_a_cluster_over_tls() {
-    let Some(server) = Server::start(&pki(&["localhost", "127.0.0.1"]), true) else {
+    let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"]), true) else {
         return;
     };
     // Give the single node every slot, over TLS (the server has no plain port).

@@ -22,6 +22,9 @@
 //!   it cleans and [`store_or_skip`] for a server that is down;
 //! - [`Relay`], [`closed_port`] and [`SilentServer`] for network faults, with
 //!   [`assert_unavailable_within`] and [`outage_then_recovery`] to check how a store meets them;
+//!   [`free_port`] for a throwaway server the test starts itself;
+//! - [`Pki`], a throwaway CA and server certificate for such a server with TLS, and
+//!   [`assert_refused`] (with [`error_chain`]) for connections that must fail and say why;
 //! - [`count_live_counts_only_live_records`] and [`damaged_records_read_as_no_session`], checks
 //!   outside the suite for stores that count, and for a store's own tests that can reach behind
 //!   it;
@@ -45,12 +48,14 @@ use crate::{Commit, Policy, Sessions};
 
 mod relay;
 mod scoped;
+mod tls;
 pub mod workload;
 
 pub use relay::{
-    Relay, SilentServer, assert_unavailable_within, closed_port, outage_then_recovery,
+    Relay, SilentServer, assert_unavailable_within, closed_port, free_port, outage_then_recovery,
 };
-pub use scoped::{Scoped, store_or_skip, stores_required};
+pub use scoped::{Scoped, error_chain, store_or_skip, stores_required};
+pub use tls::{Pki, assert_refused};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(60 * 60);
@@ -839,10 +844,20 @@ impl<S: Store> Store for CountingStore<S> {
 ///
 /// The factory is `Fn(String) -> impl Future<Output = Option<S>>` (see the [module
 /// docs](crate::testing)); it is called once per test with a unique namespace.
+///
+/// `store_conformance!(sequence: &make)`, inside an async test, runs the same checks one after
+/// another in that test instead, each with a fresh store from `make` (as
+/// [`run`](crate::testing::run) does), for a server the test starts itself (one test per check
+/// would start one server each). It leaves out
+/// [`concurrent_updates_lose_nothing`](crate::testing::concurrent_updates_lose_nothing), whose
+/// size the caller picks.
 #[macro_export]
 macro_rules! store_conformance {
-    ($make:expr) => {
-        $crate::store_conformance!(@tests $make;
+    (sequence: $make:expr) => {
+        $crate::store_conformance! {@checks [sequence $make]}
+    };
+    (@checks [$($how:tt)*]) => {
+        $crate::store_conformance! {@$($how)*;
             create_then_load,
             duplicate_create_is_an_error,
             unknown_keys_do_not_load,
@@ -858,7 +873,19 @@ macro_rules! store_conformance {
             concurrent_disjoint_keys_all_land,
             concurrent_same_key_keeps_one_value,
             deleted_sessions_stay_deleted
-        );
+        }
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            $crate::testing::run($make, stringify!($name), $crate::testing::$name).await;
+        }
+    )*};
+    (@sequence $make:expr; $($name:ident),* $(,)?) => {{$(
+        $crate::testing::run($make, stringify!($name), $crate::testing::$name).await;
+    )*}};
+    ($make:expr) => {
+        $crate::store_conformance!(@checks [tests $make]);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_updates_lose_nothing() {
@@ -868,10 +895,4 @@ macro_rules! store_conformance {
             .await;
         }
     };
-    (@tests $make:expr; $($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $name() {
-            $crate::testing::run($make, stringify!($name), $crate::testing::$name).await;
-        }
-    )*};
 }

@@ -102,9 +102,16 @@ impl Drop for Relay {
 ///
 /// If no loopback port can be bound.
 pub async fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a loopback port");
+    free_port()
+}
+
+/// A loopback port that was free a moment ago, for a server the test starts itself.
+///
+/// # Panics
+///
+/// If no loopback port can be bound.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.local_addr().expect("local address").port()
 }
 

@@ -168,14 +168,24 @@ pub fn store_or_skip<S>(server: &str, url: &str, connected: Result<S, StoreError
         !stores_required(),
         "{server} at {url} is required (TESSERA_REQUIRE_STORES=1) but unavailable: {error}"
     );
-    let mut line = format!("skipped {server} store test: server at {url} unavailable: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let line = format!(
+        "skipped {server} store test: server at {url} unavailable: {}",
+        error_chain(&*error)
+    );
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
     None
+}
+
+/// An error with its causes, `outer: inner: ...`, for a message or a check of what an error
+/// says all the way down.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
