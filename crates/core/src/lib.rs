@@ -50,7 +50,11 @@
 //!
 //! # Features
 //!
-//! - `testing`: the store conformance suite ([`testing`], [`store_conformance!`]).
+//! - `testing`: scaffolding for the backend crates' tests and benches ([`testing`]): the store
+//!   conformance suite ([`store_conformance!`]), `CountingStore` (counts calls, fails them on
+//!   demand), the store-level workload runner, the fault relay and other network faults, scoped
+//!   stores that clean up after their test, and TLS fixtures (a throwaway CA and server
+//!   certificate).
 
 mod engine;
 mod error;

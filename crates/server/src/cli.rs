@@ -18,7 +18,8 @@ pub(crate) struct Cli {
     pub(crate) config: Option<PathBuf>,
 
     /// Session store: `memory:`, `sqlite:PATH`, `postgres://…`, `mysql://…`, `redis://…`,
-    /// `redis+cluster://…`, `memcached://…` [default: sqlite:./tessera.db]
+    /// `rediss://…`, `redis+cluster://…`, `rediss+cluster://…`, `memcached://…` [default:
+    /// sqlite:./tessera.db]
     #[arg(long, global = true, env = "TESSERA_STORE", value_name = "URL")]
     pub(crate) store: Option<String>,
 

@@ -45,7 +45,7 @@
 //!
 //! None: every store backend is built in and chosen at start-up by `--store` URL
 //! ([`store_url`]): `memory:`, `sqlite:PATH`, `postgres://`, `mysql://`,
-//! `redis://`, `redis+cluster://`, `memcached://`.
+//! `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`, `memcached://`.
 
 mod admin;
 mod api;
