@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
-# HTTP load benchmark: Tessera's session layer against tower-sessions, over real sockets.
+# HTTP load benchmark: Tessera's session layer against tower-sessions, over real sockets, on a
+# memory store, SQLite, Redis and PostgreSQL (each library with its own store for that backend:
+# tower-sessions-memory-store, tower-sessions-sqlx-store for SQLite and PostgreSQL,
+# tower-sessions-redis-store (fred) for Redis).
 #
-#   benchmarks/http-load/run.sh            # every cell, 5 s each (about 4 minutes in all)
+#   benchmarks/http-load/run.sh            # every cell, 5 s each (about 7 minutes in all)
 #   REPEAT=3 DURATION=4 benchmarks/http-load/run.sh   # medians of 3 interleaved rounds
+#   STORES="redis postgres" benchmarks/http-load/run.sh   # only some stores
 #
-# Needs `wrk` (apt-get install -y wrk) and `taskset` (util-linux). The server is pinned to
-# core 0 with one tokio worker, wrk (one thread) to core 1. Each library/store pair gets a
-# fresh server and a fresh database in a temporary directory; 1000 sessions are seeded first,
-# and /read and /write present them round robin (cookies.lua). /new sends no cookie, so every
-# request creates a session. Results go to stdout and to results.txt.
+# Needs `wrk` (apt-get install -y wrk) and `taskset` (util-linux), and for the shared stores
+# Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (database `test`, user `postgres`,
+# trust auth). The server is pinned to core 0 with one tokio worker, wrk (one thread) to
+# core 1; Redis and PostgreSQL are not pinned (they float over both cores, as a database on the
+# same machine would). Pools, the same size for both libraries: REDIS_CONNECTIONS multiplexed
+# Redis connections (default 4), POSTGRES_POOL PostgreSQL connections (default 16); both apps
+# read these two variables.
+#
+# Every cell (library, store, route) gets a fresh server and an empty store: memory and SQLite
+# in a fresh temporary directory; Redis in logical database 15, which the apps empty with
+# FLUSHDB (never FLUSHALL) at start and when stopped; PostgreSQL in a table of each library's
+# own (Tessera `http_load_tessera`, tower-sessions `http_load_tower.session`), truncated at
+# start and when stopped. 1000 sessions are seeded first, and /read and /write present them
+# round robin (cookies.lua). /new sends no cookie, so every request creates a session.
+#
+# Results go to stdout and to results.txt, one line per cell: store, library, route, requests
+# per second, the HTTP status of one probe request after the run, and how many requests failed
+# during the run (non-2xx/3xx answers plus wrk's socket errors). The summary names every cell
+# whose probe was not 200 or that had failures.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
@@ -17,6 +35,8 @@ CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-38080}"
 SEEDED="${SEEDED:-1000}"
 REPEAT="${REPEAT:-1}"
+STORES="${STORES:-memory sqlite redis postgres}"
+export REDIS_CONNECTIONS="${REDIS_CONNECTIONS:-4}" POSTGRES_POOL="${POSTGRES_POOL:-16}"
 export CARGO_TARGET_DIR="$here/target"
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -26,36 +46,64 @@ cargo build --release --quiet --manifest-path tower/Cargo.toml
 results="$here/results.txt"
 : >"$results"
 server_pid=""
-cleanup() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi; }
+# The apps empty their Redis database or PostgreSQL table when stopped: wait for that.
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+}
 trap cleanup EXIT
 
-run_library() { # binary library store cookie_name
-  local bin="$1" library="$2" store="$3" cookie_name="$4"
-  local dir; dir="$(mktemp -d)"
+start_server() { # binary library store dir
+  local bin="$1" library="$2" store="$3" dir="$4"
   taskset -c 0 "$CARGO_TARGET_DIR/release/$bin" "$library" "$store" "$PORT" "$dir" &
   server_pid=$!
   for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/plain" >/dev/null && break
+    curl -sf "http://127.0.0.1:$PORT/plain" >/dev/null && return
+    kill -0 "$server_pid" 2>/dev/null || { echo "$bin $library $store did not start" >&2; exit 1; }
     sleep 0.1
   done
-  curl -sf "http://127.0.0.1:$PORT/seed?n=$SEEDED" >"$dir/tokens"
+  echo "$bin $library $store did not answer within 10 s" >&2
+  exit 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true # it may have died: the probe status says so
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+run_library() { # binary library store cookie_name
+  local bin="$1" library="$2" store="$3" cookie_name="$4"
   for route in plain new read write; do
+    # A fresh server and an empty store for every route, so that no route sees what the one
+    # before left behind (sessions it created, pooled connections wrk cut off mid-request).
+    local dir; dir="$(mktemp -d)"
+    start_server "$bin" "$library" "$store" "$dir"
+    curl -sf "http://127.0.0.1:$PORT/seed?n=$SEEDED" >"$dir/tokens"
     local script=()
     if [ "$route" = read ] || [ "$route" = write ]; then script=(-s "$here/cookies.lua"); fi
-    local rps
-    rps="$(TOKENS="$dir/tokens" COOKIE_NAME="$cookie_name" timeout $((DURATION + 20)) \
+    local out rps failed status
+    out="$(TOKENS="$dir/tokens" COOKIE_NAME="$cookie_name" timeout $((DURATION + 20)) \
       taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" \
-      "http://127.0.0.1:$PORT/$route" | awk '/Requests\/sec/ {print $2}')"
-    local errors
-    errors="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie_name=$(head -1 "$dir/tokens")" "http://127.0.0.1:$PORT/$route")"
-    printf '%s %s %s %s %s\n' "$store" "$library" "$route" "$rps" "$errors" | tee -a "$results"
+      "http://127.0.0.1:$PORT/$route" || true)"
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    rps="${rps:-0}" # wrk failed or was stopped by the timeout: the cell shows 0
+    # wrk prints these two lines only when there was something to count.
+    failed="$(awk '/Non-2xx or 3xx responses/ {n += $NF}
+      /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")"
+    # 000 when the server gave no answer within 10 s.
+    status="$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' \
+      -H "Cookie: $cookie_name=$(head -1 "$dir/tokens")" "http://127.0.0.1:$PORT/$route" || true)"
+    printf '%s %s %s %s %s %s\n' "$store" "$library" "$route" "$rps" "$status" "$failed" | tee -a "$results"
+    stop_server
+    rm -rf "$dir"
   done
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-  rm -rf "$dir"
 }
 
 for _round in $(seq 1 "$REPEAT"); do
-  for store in memory sqlite; do
+  for store in $STORES; do
     run_library http-load-tessera tessera "$store" session
     run_library http-load-tessera tessera-touch-every-request "$store" session
     run_library http-load-tower tower-sessions "$store" id
@@ -66,22 +114,30 @@ done
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-runs = {}
-for s, lib, r, v, _ in rows:
+runs, bad, stores = {}, [], []
+for s, lib, r, v, status, failed in rows:
     runs.setdefault((s, lib, r), []).append(float(v))
+    if s not in stores:
+        stores.append(s)
+    if status != "200" or failed != "0":
+        bad.append(f"{s} {lib} /{r}: probe {status}, {failed} failed during the run")
 rps = {k: statistics.median(v) for k, v in runs.items()}
 print(f"medians of {max(len(v) for v in runs.values())} round(s)")
 print("\n| store | route | tessera | tessera (touch every request) | tower-sessions | tower-sessions always_save | tessera / tower-sessions | tessera / always_save |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for store in ("memory", "sqlite"):
+for store in stores:
     for route in ("plain", "new", "read", "write"):
         t = rps[(store, "tessera", route)]
         t0 = rps[(store, "tessera-touch-every-request", route)]
         ts = rps[(store, "tower-sessions", route)]
         ta = rps[(store, "tower-sessions-always-save", route)]
-        print(f"| {store} | /{route} | {t:,.0f} | {t0:,.0f} | {ts:,.0f} | {ta:,.0f} | {t/ts:.2f}x | {t/ta:.2f}x |")
-for store in ("memory", "sqlite"):
-    plain = rps[(store, "tessera", "plain")]
-    print(f"{store}: tessera /read = {rps[(store, 'tessera', 'read')] / plain:.0%} of its /plain; "
-          f"tower-sessions always_save /read = {rps[(store, 'tower-sessions-always-save', 'read')] / rps[(store, 'tower-sessions-always-save', 'plain')]:.0%} of its /plain")
+        ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
+        print(f"| {store} | /{route} | {t:,.0f} | {t0:,.0f} | {ts:,.0f} | {ta:,.0f} | {ratio(t, ts)} | {ratio(t, ta)} |")
+for store in stores:
+    share = lambda lib: (f"{rps[(store, lib, 'read')] / rps[(store, lib, 'plain')]:.0%}"
+                         if rps[(store, lib, "plain")] else "n/a")
+    print(f"{store}: tessera /read = {share('tessera')} of its /plain; "
+          f"tower-sessions always_save /read = {share('tower-sessions-always-save')} of its /plain")
+for line in bad:
+    print("FAILED:", line)
 PY
