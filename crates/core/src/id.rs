@@ -67,14 +67,7 @@ impl SessionId {
     /// no whitespace, canonical trailing bits. Anything else is `None` ("no session"), and costs
     /// no store call.
     pub fn parse(text: &str) -> Option<Self> {
-        if text.len() != ENCODED_LEN {
-            return None;
-        }
-        let mut bytes = [0u8; ID_BYTES];
-        match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut bytes) {
-            Ok(ID_BYTES) => Some(Self(bytes)),
-            _ => None,
-        }
+        decode_id(text.as_bytes()).map(Self)
     }
 
     /// The ID as the client must receive it (43 characters of base64url).
@@ -153,10 +146,85 @@ impl fmt::Display for Key {
     }
 }
 
+/// The value of each base64url digit; `0xFF` for every other byte.
+const DIGITS: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Decodes exactly what [`SessionId::expose`] writes: 43 base64url digits, no padding, the two
+/// spare low bits of the last digit zero (so every ID has one spelling). Written out for the one
+/// fixed length because it runs on every request that presents a session; the general decoder
+/// cost several times as much. Checked against it by a property test.
+fn decode_id(text: &[u8]) -> Option<[u8; ID_BYTES]> {
+    let text: &[u8; ENCODED_LEN] = text.try_into().ok()?;
+    let digit = |i: usize| u32::from(DIGITS[usize::from(text[i])]);
+    let mut out = [0u8; ID_BYTES];
+    // Any byte outside the alphabet sets bits above the six a digit uses.
+    let mut invalid = 0u32;
+    for group in 0..10 {
+        let (a, b, c, d) = (
+            digit(4 * group),
+            digit(4 * group + 1),
+            digit(4 * group + 2),
+            digit(4 * group + 3),
+        );
+        invalid |= a | b | c | d;
+        let n = a << 18 | b << 12 | c << 6 | d;
+        out[3 * group..3 * group + 3].copy_from_slice(&n.to_be_bytes()[1..]);
+    }
+    let (a, b, c) = (digit(40), digit(41), digit(42));
+    invalid |= a | b | c;
+    let n = a << 12 | b << 6 | c;
+    if invalid & !0x3F != 0 || n & 0b11 != 0 {
+        return None;
+    }
+    out[30..].copy_from_slice(&((n >> 2) as u16).to_be_bytes());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// What the general decoder makes of `text` under the same rules.
+    fn reference(text: &[u8]) -> Option<[u8; ID_BYTES]> {
+        let mut bytes = [0u8; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(ID_BYTES) if text.len() == ENCODED_LEN => Some(bytes),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_id_decoder_agrees_with_the_general_one(
+            text in proptest::collection::vec(
+                proptest::sample::select(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=.~ \x00\xff"
+                        .to_vec(),
+                ),
+                41..46,
+            ),
+            spare_bits in 0u8..4,
+        ) {
+            prop_assert_eq!(decode_id(&text), reference(&text));
+            // The same with only alphabet digits, so that most inputs are well-formed IDs,
+            // including ones whose last digit has its spare bits set.
+            let mut id = SessionId::generate().expose().into_bytes();
+            let last = DIGITS[usize::from(id[42])] | spare_bits;
+            id[42] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[usize::from(last)];
+            prop_assert_eq!(decode_id(&id), reference(&id));
+            prop_assert_eq!(decode_id(&id).is_some(), spare_bits == 0);
+        }
+    }
 
     #[test]
     fn generated_ids_differ_and_round_trip() {
