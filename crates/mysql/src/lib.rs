@@ -82,7 +82,9 @@
 //!
 //! One InnoDB table (default `tessera_sessions`, see [`Options::table`]), created and migrated
 //! by [`MySqlStore::migrate`] (run by `connect` unless [`Options::migrate_on_connect`] is
-//! off). Its schema version is recorded in `tessera_schema_versions`, one row per table.
+//! off). Its schema version is recorded in `tessera_schema_versions`, one row per table; a
+//! table dropped by hand (to end every session at once) is created again by the next
+//! `migrate`, whatever its row says.
 //!
 //! | column | type | |
 //! |---|---|---|

@@ -73,6 +73,17 @@ async fn migrate_on(conn: &mut Conn, table: &str) -> Result<(), StoreError> {
         .await
         .map_err(from_my)?
         .unwrap_or(0);
+    // A table dropped by hand (to reset every session, say) while its version row stayed would
+    // otherwise be "up to date" and never come back: every operation would then fail.
+    let exists: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = ?",
+            (table,),
+        )
+        .await
+        .map_err(from_my)?;
+    let current = if exists.unwrap_or(0) > 0 { current } else { 0 };
     if current > SCHEMA_VERSION {
         return Err(ConfigError::NewerSchema {
             table: table.to_owned(),

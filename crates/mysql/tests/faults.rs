@@ -149,6 +149,29 @@ async fn migrations_are_idempotent_and_keep_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_dropped_by_hand_comes_back_at_the_next_migrate() {
+    let table = common::unique_table("dropped");
+    let Some(store) = common::connect(&table, Options::default()).await else {
+        return;
+    };
+    store.create(&fresh_record(None)).await.unwrap();
+    let mut raw = common::raw_conn().await;
+    raw.query_drop(format!("DROP TABLE {table}")).await.unwrap();
+    // Its version row is still there; the table is not. Migrating (as connecting does)
+    // creates it again.
+    let again = MySqlStore::connect_with(&common::url(), Options::default().table(&table))
+        .await
+        .unwrap();
+    again.migrate().await.unwrap();
+    let record = fresh_record(Some("noa"));
+    store.create(&record).await.unwrap();
+    assert_eq!(
+        store.load(&record.key, Timestamp::now()).await.unwrap(),
+        Some(record)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_live_counts_only_live_records() {
     let Some(store) = common::connect(&common::unique_table("count"), Options::default()).await
     else {

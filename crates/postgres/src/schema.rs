@@ -62,6 +62,14 @@ pub(crate) async fn migrate(pool: &Pool, table: &str) -> Result<(), StoreError> 
         .await
         .map_err(from_pg)?
         .map_or(0, |row| row.get(0));
+    // A table dropped by hand (to reset every session, say) while its version row stayed would
+    // otherwise be "up to date" and never come back: every operation would then fail.
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(from_pg)?
+        .get(0);
+    let current = if exists { current } else { 0 };
     if current > SCHEMA_VERSION {
         return Err(ConfigError::NewerSchema {
             table: table.to_owned(),
