@@ -218,7 +218,10 @@ async fn the_conformance_suite_passes_on_a_cluster_over_tls() {
     let Some(server) = Server::start(&Pki::new(&["localhost", "127.0.0.1"]), true) else {
         return;
     };
-    // Give the single node every slot, over TLS (the server has no plain port).
+    // Give the single node every slot, over TLS (the server has no plain port). This raw client
+    // takes rustls's process default, which cannot be chosen from crate features when a build
+    // enables two providers (the workspace's does): install ring as the store itself does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = std::fs::read(server.ca_file()).unwrap();
     let client = redis::Client::build_with_tls(
         format!("rediss://127.0.0.1:{}", server.port),
