@@ -82,15 +82,19 @@ pub(crate) fn locate_session_cookie<'h>(
     name: &str,
     max_bytes: usize,
 ) -> Result<Option<(&'h HeaderValue, Range<usize>)>, CookieError> {
+    // One pass over the headers: each value's size is counted before it is read, so nothing
+    // past the limit is parsed, and a size over the limit wins over a duplicate found earlier.
     let mut total = 0usize;
+    let mut found = None;
+    let mut duplicate = false;
     for value in headers.get_all(COOKIE) {
         total = total.saturating_add(value.len());
         if total > max_bytes {
             return Err(CookieError::TooLarge);
         }
-    }
-    let mut found = None;
-    for value in headers.get_all(COOKIE) {
+        if duplicate {
+            continue;
+        }
         let bytes = value.as_bytes();
         let mut start = 0;
         while start < bytes.len() {
@@ -108,11 +112,15 @@ pub(crate) fn locate_session_cookie<'h>(
                 continue;
             }
             if found.is_some() {
-                return Err(CookieError::Duplicate);
+                duplicate = true;
+                break;
             }
             let value_start = pair.start + eq + 1;
             found = Some((value, trim_ows(&bytes[value_start..pair.end], value_start)));
         }
+    }
+    if duplicate {
+        return Err(CookieError::Duplicate);
     }
     Ok(found)
 }
@@ -240,6 +248,16 @@ mod tests {
                 .map(|found| found.map(|(value, range)| value.as_bytes()[range].to_vec()));
             proptest::prop_assert_eq!(located, reference(&values, "s"));
         }
+    }
+
+    #[test]
+    fn an_oversized_request_is_431_even_with_a_duplicate_before_the_limit() {
+        let big = vec![b'a'; 9000];
+        let h = headers(&[b"__Host-session=a; __Host-session=b", &big]);
+        assert_eq!(
+            find_session_cookie_limited(&h, NAME, 8192),
+            Err(CookieError::TooLarge)
+        );
     }
 
     #[test]
