@@ -116,24 +116,12 @@ fn split_url(url: &str) -> (Vec<(String, String)>, String) {
     (ours, rest)
 }
 
+/// A URL query value with its `%XX` escapes decoded (invalid UTF-8 replaced, never an error:
+/// the value is then refused by whatever reads it).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                #[allow(clippy::cast_possible_truncation)]
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Key-value form (`key=value key='quoted \' value'`), tokenized as libpq does; our keys are
