@@ -13,7 +13,8 @@
 //! $ cargo run --release -p tessera-server -- serve
 //! tessera 0.1.0 listening on http://127.0.0.1:7480
 //! data: sqlite:./tessera.db
-//! admin API key (generated, saved to ./tessera.db.api-key with mode 0600): 3q2...
+//! admin API key: generated, saved to ./tessera.db.api-key (mode 0600)
+//! $ KEY=$(cat tessera.db.api-key)
 //! $ curl -s -X POST -H "Authorization: Bearer $KEY" http://127.0.0.1:7480/v1/sessions
 //! {"token":"…","session":{"handle":"…","subject":null,…}}
 //! $ tessera sessions list --subject alice

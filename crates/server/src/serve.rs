@@ -138,16 +138,19 @@ fn banner(
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         )?,
+        // The key itself is never printed (terminals and their logs keep what they show): it
+        // is in the file, or, for a store with no file location, known to nobody.
         KeySource::GeneratedSaved => writeln!(
             out,
-            "admin API key (generated, saved to {} with mode 0600): {api_key}",
+            "admin API key: generated, saved to {} (mode 0600)",
             key_file
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         )?,
         KeySource::GeneratedEphemeral => writeln!(
             out,
-            "admin API key (generated for this run only; set --api-key to keep one): {api_key}"
+            "admin API key: generated for this run only and not shown; to use the admin API, \
+             set --api-key or TESSERA_API_KEY (`tessera keys generate` makes one)"
         )?,
     }
     writeln!(out, "demo: {scheme}://{local}/demo/")?;

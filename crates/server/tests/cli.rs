@@ -131,17 +131,48 @@ async fn the_banner_and_the_generated_key_file() {
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert_eq!(
-        std::fs::read_to_string(&key_file).unwrap().trim(),
-        server.api_key
-    );
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(key, server.api_key);
+    let server_banner = server.banner.clone();
     server.create(json!({})).await;
     let status = server.terminate().await;
     assert!(status.success(), "{status:?}");
 
-    // The second start reuses the key (and does not print it).
+    // The second start reuses the key. Neither start printed it.
+    let first_banner = server_banner;
     let server = Server::start_in(dir.path(), "sqlite", &[], &[]).await;
-    assert_eq!(server.api_key, format!("read from {}", key_file.display()));
+    assert_eq!(server.api_key, key);
+    assert!(
+        server
+            .banner
+            .contains(&format!("admin API key: read from {}", key_file.display())),
+        "{:?}",
+        server.banner
+    );
+    for line in first_banner.iter().chain(&server.banner) {
+        assert!(!line.contains(&key), "the key was printed: {line}");
+    }
+    server.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_generated_for_one_run_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path(), "memory:", &[], &[(common::NO_TEST_KEY, "1")]).await;
+    assert!(
+        server.banner.iter().any(|l| l
+            == "admin API key: generated for this run only and not shown; to use the admin API, \
+                set --api-key or TESSERA_API_KEY (`tessera keys generate` makes one)"),
+        "{:?}",
+        server.banner
+    );
+    assert!(
+        server.api_key.is_empty(),
+        "nothing in the banner reads as a key"
+    );
     server.terminate().await;
 }
 
@@ -160,7 +191,13 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
         &[("TESSERA_API_KEY", &key)],
     )
     .await;
-    assert_eq!(server.api_key, "configured");
+    assert!(
+        server
+            .banner
+            .contains(&"admin API key: configured".to_owned()),
+        "{:?}",
+        server.banner
+    );
     let response = server
         .client
         .post(server.url("/v1/sessions"))

@@ -20,6 +20,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub api_key: String,
+    /// The start-up banner, line by line.
+    pub banner: Vec<String>,
     pub dir: PathBuf,
     pub client: reqwest::Client,
     /// Everything the server wrote to standard error so far.
@@ -70,6 +72,18 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // The server never prints its key. A store with no file location gets a key from the
+        // test (unless the test configures one); SQLite's generated key is read from its file.
+        let configured = extra.contains(&"--api-key")
+            || env
+                .iter()
+                .any(|(k, _)| *k == "TESSERA_API_KEY" || *k == NO_TEST_KEY);
+        let mut injected = None;
+        if !configured && store != "sqlite" && !store.starts_with("sqlite:") {
+            let key = test_api_key();
+            cmd.args(["--api-key", &key]);
+            injected = Some(key);
+        }
         let mut child = cmd.spawn().expect("start tessera");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -88,15 +102,16 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let mut base = None;
         let mut api_key = None;
+        let mut banner_lines = Vec::new();
         let banner = async {
             while let Some(line) = lines.next_line().await.unwrap() {
+                banner_lines.push(line.clone());
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     base = Some(rest.trim().to_owned());
                 }
-                if line.starts_with("admin API key") {
-                    if let Some((_, key)) = line.rsplit_once(": ") {
-                        api_key = Some(key.trim().to_owned());
-                    }
+                if let Some(path) = key_file_in_banner(&line) {
+                    let key = std::fs::read_to_string(path).expect("the key file the banner names");
+                    api_key = Some(key.trim().to_owned());
                 }
                 if line.starts_with("demo: ") {
                     break;
@@ -111,7 +126,8 @@ impl Server {
         Self {
             child,
             base,
-            api_key: api_key.unwrap_or_default(),
+            api_key: injected.or(api_key).unwrap_or_default(),
+            banner: banner_lines,
             dir: dir.to_path_buf(),
             client: client(),
             logs,
@@ -187,3 +203,21 @@ pub async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A fresh admin key for a server under test.
+pub fn test_api_key() -> String {
+    tessera_core::SessionId::generate().expose()
+}
+
+/// The key file a banner line names ("... saved to PATH (mode 0600)" or "... read from PATH").
+fn key_file_in_banner(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("admin API key: ")?;
+    if let Some(path) = rest.strip_prefix("generated, saved to ") {
+        return path.strip_suffix(" (mode 0600)");
+    }
+    rest.strip_prefix("read from ")
+}
+
+/// An environment variable (ignored by the server) that tells `start_in` not to give a
+/// server with no key file a key of the test's own.
+pub const NO_TEST_KEY: &str = "TESSERA_TEST_NO_KEY";
