@@ -77,14 +77,7 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let app = crate::router::app(state, &config)?;
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    banner(
-        &config,
-        scheme,
-        local,
-        &api_key,
-        &key_source,
-        key_file.as_deref(),
-    )?;
+    banner(&config, scheme, local, &key_source, key_file.as_deref())?;
     if config.insecure_cookies {
         tracing::warn!(
             "--insecure-cookies: session cookies are sent without Secure and without the __Host- prefix; use this for plain-HTTP development only"
@@ -118,7 +111,6 @@ fn banner(
     config: &ServeConfig,
     scheme: &str,
     local: std::net::SocketAddr,
-    api_key: &str,
     source: &KeySource,
     key_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
