@@ -130,9 +130,15 @@
 //! - `list_subject` and `delete_subject` send one request per index member (at most 32 in
 //!   flight): they are meant for the handful of sessions one subject has (see
 //!   [`Policy`](tessera_core::Policy)'s per-subject limit), not for millions.
-//! - Tested against one standalone server and a three-master cluster without replicas; a
-//!   failover (a replica taking over a slot) is left to the driver, which follows `MOVED` and
-//!   refreshes its slot map, and is not exercised by the tests.
+//! - Tested against one standalone server, a three-master cluster without replicas, and a
+//!   failover in a one-master, one-replica cluster (`tests/failover.rs`): a coordinated
+//!   `CLUSTER FAILOVER`, and the master killed followed by `CLUSTER FAILOVER TAKEOVER`. In both
+//!   the same store object, with no reconnect of its own, loads the sessions written before
+//!   (never reading one as absent), updates, creates and deletes on the new master; the driver
+//!   follows `MOVED` and refreshes its slot map, within milliseconds of the promotion there.
+//!   Not tested: an automatic failover voted by several masters, several shards failing over
+//!   at once, or writes the old master acknowledged but had not yet replicated (Redis
+//!   replication is asynchronous, so those are lost in a real failover).
 //!
 //! # Driver
 //!
