@@ -197,3 +197,7 @@ macro_rules! forward_store {
 }
 
 forward_store!(Arc<S>, Box<S>);
+
+/// For other wrappers in this crate that only forward (they implement `Deref` to the store).
+#[cfg(feature = "testing")]
+pub(crate) use forward_store;

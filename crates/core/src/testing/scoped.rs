@@ -22,11 +22,11 @@ type Cleanup = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 ///
 /// The cleanup runs on a thread and runtime of its own, so dropping inside a runtime is fine;
 /// a failed cleanup is reported on stderr, not raised.
-pub struct Scoped<S> {
-    inner: S,
+pub struct Scoped<S: ?Sized> {
     /// Behind a mutex only so that the wrapper is `Sync`, as a store must be; just `drop` takes
     /// it.
     cleanup: Mutex<Option<Cleanup>>,
+    inner: S,
 }
 
 impl<S: Store> Scoped<S> {
@@ -58,7 +58,16 @@ impl<S: fmt::Debug> fmt::Debug for Scoped<S> {
     }
 }
 
-impl<S> Drop for Scoped<S> {
+/// The wrapped store's own methods (a `migrate`, say) are reachable through the wrapper.
+impl<S: ?Sized> std::ops::Deref for Scoped<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: ?Sized> Drop for Scoped<S> {
     fn drop(&mut self) {
         let cleanup = match self.cleanup.get_mut() {
             Ok(cleanup) => cleanup.take(),
@@ -82,64 +91,7 @@ impl<S> Drop for Scoped<S> {
     }
 }
 
-#[async_trait]
-impl<S: Store> Store for Scoped<S> {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn create(&self, record: &Record) -> Result<(), StoreError> {
-        self.inner.create(record).await
-    }
-    async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        self.inner.load(key, now).await
-    }
-    async fn update(
-        &self,
-        record: &Record,
-        expected: u64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.update(record, expected, now).await
-    }
-    async fn touch(&self, key: &Key, idle: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
-        self.inner.touch(key, idle, now).await
-    }
-    async fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-    async fn rotate(
-        &self,
-        old: &Key,
-        expected: u64,
-        new: &Record,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.rotate(old, expected, new, now).await
-    }
-    async fn list_subject(&self, subject: &str, now: Timestamp) -> Result<Vec<Record>, StoreError> {
-        self.inner.list_subject(subject, now).await
-    }
-    async fn delete_subject(
-        &self,
-        subject: &str,
-        except: Option<&Key>,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        self.inner.delete_subject(subject, except, now).await
-    }
-    async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        self.inner.purge_expired(now, limit).await
-    }
-    async fn count_live(&self, now: Timestamp) -> Result<Option<u64>, StoreError> {
-        self.inner.count_live(now).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-}
+crate::store::forward_store!(Scoped<S>);
 
 /// Whether every store server is required (`TESSERA_REQUIRE_STORES=1`, as in CI) rather than
 /// skipped when it is down.
