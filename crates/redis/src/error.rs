@@ -44,6 +44,17 @@ pub enum RedisStoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A `rediss://...#insecure` URL: certificate verification cannot be turned off.
+    #[error(
+        "TLS certificate verification cannot be turned off (#insecure); give the CA with ssl_ca_certs= instead"
+    )]
+    InsecureTls,
+    /// The server refused a command (its own words, e.g. `WRONGTYPE ...`, `OOM ...`).
+    #[error("Redis refused a command: {0}")]
+    Refused(String),
+    /// A reply of a type the command never answers with.
+    #[error("unexpected reply type from Redis")]
+    MalformedReply,
     /// A script answered with a value it never returns (a different script under the same
     /// SHA, or a server bug).
     #[error("unexpected reply {0} from a Tessera script")]

@@ -25,15 +25,16 @@
 //!
 //! # Feature flags
 //!
-//! None. TLS is always built in: the driver's `tokio-rustls-comp` and
-//! `tls-rustls-webpki-roots`, on rustls with the *ring* provider, the same stack as `tessera
-//! serve`'s HTTPS (no OpenSSL, no C build).
+//! None. TLS is always built in: `tokio-rustls` with the *ring* provider and `webpki-roots`
+//! (and for a cluster the driver's `tokio-rustls-comp` and `tls-rustls-webpki-roots`), the same
+//! stack as `tessera serve`'s HTTPS (no OpenSSL, no C build).
 //!
 //! # TLS
 //!
 //! `rediss://host:port` for one server, `rediss+cluster://host:port,host:port` for a cluster
 //! (every node over TLS). The server's certificate chain and host name are always verified;
-//! there is no way to turn that off (the driver's `#insecure` is refused, as its
+//! there is no way to turn that off (a `rediss://...#insecure` URL is refused with
+//! [`RedisStoreError::InsecureTls`]; for a cluster the driver refuses it, as its
 //! `tls-rustls-insecure` feature is not enabled). A `redis://` URL never uses TLS.
 //!
 //! The trusted roots are the Mozilla set compiled in from
@@ -58,10 +59,10 @@
 //! ([`RedisStoreError::CaFileWithoutTls`]), so a missing `s` is not a silent plain connection.
 //! A refused certificate fails the connect at once with a
 //! [`StoreError::Backend`](tessera_core::StoreError::Backend) whose chain gives rustls's reason
-//! (`invalid peer certificate: UnknownIssuer`, `... not valid for name ...`). The driver builds
-//! its TLS configuration from the process's rustls provider, so on the first TLS connect the
-//! store installs ring's as the process default if none is installed yet. Client certificates
-//! (mutual TLS) are not supported.
+//! (`invalid peer certificate: UnknownIssuer`, `... not valid for name ...`). For a cluster, the
+//! driver builds its TLS configuration from the process's rustls provider, so on the first TLS
+//! connect the store installs ring's as the process default if none is installed yet. Client
+//! certificates (mutual TLS) are not supported.
 //!
 //! # Data layout
 //!
@@ -142,16 +143,34 @@
 //!
 //! # Driver
 //!
-//! [`redis`](https://docs.rs/redis) (redis-rs) with `tokio-comp`, `connection-manager`,
-//! `cluster-async` and `script`, default features off. Chosen over `fred` for its smaller
-//! dependency tree (CI compiles the workspace on two cores) while still giving what this store
-//! needs: multiplexed, self-reconnecting connections (`ConnectionManager`), an async cluster
-//! client that routes `EVALSHA` by key and follows `MOVED`/`ASK`, and `EVALSHA` with automatic
-//! `SCRIPT LOAD` on `NOSCRIPT`.
+//! **Standalone: the store's own connection.** A session store sends a handful of fixed
+//! commands (`HMGET`, `DEL`, `EVALSHA`, a few index commands), so it speaks RESP2 itself over
+//! [`RedisOptions::connections`] pipelined sockets: each request is encoded once, queued to the
+//! socket's task, written together with whatever else is waiting in one `write`, and answered
+//! in order from one `read` of replies. This replaced redis-rs's `ConnectionManager` because
+//! the HTTP load benchmark showed the driver's generic machinery (a `combine`-based reply
+//! parser that copies bulk strings byte by byte, a reply value tree converted again into Rust
+//! types, a second timer per call) costing more CPU per session load than the rest of the
+//! request; see `BENCHMARKS.md`. What it does: TCP (with `TCP_NODELAY`), TLS (rustls, above)
+//! and Unix sockets; `AUTH` (with a user name for ACLs) and `SELECT` from the URL, parsed by
+//! redis-rs so the URL syntax is the usual one; a socket that fails fails the requests on it
+//! ([`StoreError::Unavailable`](tessera_core::StoreError::Unavailable): whether the command ran
+//! is unknown) and the next request opens a new one; a request that times out drops its socket
+//! too, so a server that hangs without closing is never waited on past the timeout; a
+//! malformed reply is an error, never a panic. Scripts run by `EVALSHA`, falling back to
+//! `EVAL` (which also caches the script) on `NOSCRIPT`. RESP3 is not used.
+//!
+//! **Cluster: [`redis`](https://docs.rs/redis) (redis-rs)** with `cluster-async` and `script`,
+//! default features off, for its slot map, `MOVED`/`ASK` redirections, topology refresh and
+//! failover handling, which a session store has no reason to reimplement. The same commands are
+//! handed to it argument by argument. Chosen over `fred` for its smaller dependency tree (CI
+//! compiles the workspace on two cores).
 
+mod conn;
 mod error;
 mod keys;
 mod options;
+mod resp;
 mod scripts;
 mod store;
 

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Cmd, ErrorKind, FromRedisValue, RedisFuture, ScriptInvocation, ServerErrorKind,
-    TlsCertificates, Value,
+    ConnectionAddr, ErrorKind, IntoConnectionInfo, ServerErrorKind, TlsCertificates, Value,
 };
 use tessera_core::{Capabilities, Key, Record, Store, StoreError, Timestamp};
 
+use crate::conn::{Addr, ConnError, Connection, Endpoint};
 use crate::error::RedisStoreError;
 use crate::keys::{Keys, slot};
 use crate::options::RedisOptions;
-use crate::scripts;
+use crate::resp::{Command, Reply};
+use crate::scripts::{self, Lua};
 
 /// How many per-record requests `list_subject`, `delete_subject` and the index sweep keep in
 /// flight at once.
@@ -35,9 +35,9 @@ const _: () = assert!(MAX_MILLIS < (1 << 53));
 /// Sessions in Redis, standalone or Redis Cluster. See the [crate docs](crate) for the data
 /// layout and what each operation guarantees.
 ///
-/// Cheap to share: wrap it in an `Arc` (the engine does). All connections are multiplexed,
-/// reconnect by themselves after an outage, and every operation is bounded by
-/// [`RedisOptions::operation_timeout`].
+/// Cheap to share: wrap it in an `Arc` (the engine does). All connections are pipelined (one
+/// socket carries many concurrent requests), reconnect by themselves after an outage, and every
+/// operation is bounded by [`RedisOptions::operation_timeout`].
 pub struct RedisStore {
     conn: Conn,
     keys: Keys,
@@ -47,47 +47,13 @@ pub struct RedisStore {
 }
 
 enum Conn {
+    /// A standalone server: the store's own pipelined connections ([`crate::conn`]).
     Single {
-        pool: Box<[ConnectionManager]>,
+        pool: Box<[Connection]>,
         next: AtomicUsize,
     },
+    /// A cluster: the driver's client, which keeps the slot map and follows redirections.
     Cluster(ClusterConnection),
-}
-
-/// One connection handle for one operation: both kinds are cheap clones of shared,
-/// multiplexed connections.
-#[derive(Clone)]
-enum Handle {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Handle {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -135,32 +101,10 @@ impl RedisStore {
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let (url, options) = take_ca_param(url, options);
         options.validate().map_err(StoreError::backend)?;
-        let client = if url.starts_with("rediss://") {
-            match certificates(&options)? {
-                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
-                None => redis::Client::open(url.as_str()),
-            }
-        } else if options.ca_file.is_some() {
-            return Err(StoreError::backend(RedisStoreError::CaFileWithoutTls));
-        } else {
-            redis::Client::open(url.as_str())
-        }
-        .map_err(StoreError::backend)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.operation_timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
-        let mut pool = Vec::with_capacity(options.connections);
-        for _ in 0..options.connections {
-            let manager = bounded(
-                options.connect_timeout,
-                ConnectionManager::new_with_config(client.clone(), config.clone()),
-            )
-            .await?;
-            pool.push(manager);
-        }
+        let endpoint = Arc::new(endpoint(&url, &options)?);
+        let pool: Vec<Connection> = (0..options.connections)
+            .map(|_| Connection::new(Arc::clone(&endpoint)))
+            .collect();
         let store = Self {
             conn: Conn::Single {
                 pool: pool.into_boxed_slice(),
@@ -300,7 +244,10 @@ impl RedisStore {
         &self.options
     }
 
-    fn handle(&self) -> Handle {
+    /// Sends one command and returns the reply as the server gave it, a refusal (`-ERR ...`)
+    /// included; fails only when there is no reply (an outage, a timeout).
+    async fn call_raw(&self, command: Command) -> Result<Reply, StoreError> {
+        let limit = self.options.operation_timeout;
         match &self.conn {
             Conn::Single { pool, next } => {
                 let i = if pool.len() == 1 {
@@ -308,38 +255,76 @@ impl RedisStore {
                 } else {
                     next.fetch_add(1, Ordering::Relaxed) % pool.len()
                 };
-                Handle::Single(pool[i].clone())
+                match pool[i].call(command, limit).await {
+                    Ok(Ok(reply)) => Ok(reply),
+                    Ok(Err(error)) => Err(conn_error(error)),
+                    Err(_) => Err(StoreError::unavailable(RedisStoreError::Timeout(limit))),
+                }
             }
-            Conn::Cluster(c) => Handle::Cluster(c.clone()),
+            Conn::Cluster(cluster) => {
+                let mut args = command.args();
+                let mut cmd = redis::cmd(
+                    std::str::from_utf8(args.next().unwrap_or_default()).unwrap_or_default(),
+                );
+                for arg in args {
+                    cmd.arg(arg);
+                }
+                let mut cluster = cluster.clone();
+                match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut cluster)).await {
+                    Ok(Ok(value)) => from_value(value),
+                    Ok(Err(error))
+                        if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
+                    {
+                        Ok(Reply::Error("NOSCRIPT".to_owned()))
+                    }
+                    Ok(Err(error)) => Err(map_error(error)),
+                    Err(_) => Err(StoreError::unavailable(RedisStoreError::Timeout(limit))),
+                }
+            }
         }
     }
 
-    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        let mut conn = self.handle();
-        bounded(self.options.operation_timeout, cmd.query_async(&mut conn)).await
+    /// Sends one command and converts its reply; a refusal is an error.
+    async fn query<T: FromReply>(&self, command: Command) -> Result<T, StoreError> {
+        T::from_reply(refusal(self.call_raw(command).await?)?)
     }
 
-    async fn invoke<T: FromRedisValue>(
+    /// Runs a script by its SHA (`EVALSHA`), sending its source (`EVAL`, which also caches it)
+    /// only if the server does not know it (a restarted server, a new node, `SCRIPT FLUSH`).
+    async fn eval<T: FromReply>(
         &self,
-        script: &ScriptInvocation<'_>,
+        script: &Lua,
+        keys: &[&[u8]],
+        args: impl Fn(&mut Command) + Send + Sync,
     ) -> Result<T, StoreError> {
-        let mut conn = self.handle();
-        bounded(
-            self.options.operation_timeout,
-            script.invoke_async(&mut conn),
-        )
-        .await
+        let build = |name: &str, body: &str| {
+            let mut command = Command::new(name);
+            command.arg(body.as_bytes()).int(keys.len() as u64);
+            for key in keys {
+                command.arg(key);
+            }
+            args(&mut command);
+            command
+        };
+        let reply = match self.call_raw(build("EVALSHA", script.hash())).await? {
+            Reply::Error(message) if message.starts_with("NOSCRIPT") => {
+                self.call_raw(build("EVAL", script.source())).await?
+            }
+            reply => reply,
+        };
+        T::from_reply(refusal(reply)?)
     }
 
     /// Adds `key` to `subject`'s index (always before the record itself is written, so that
     /// "log out everywhere" can never miss a record that exists).
     async fn index(&self, subject: &str, record: &Record) -> Result<(), StoreError> {
-        let mut script = scripts::INDEX_ADD.prepare_invoke();
-        script
-            .key(self.keys.subject(subject))
-            .arg(&record.key.as_bytes()[..])
-            .arg(clamp(record.absolute_deadline));
-        self.invoke::<i64>(&script).await.map(drop)
+        let set = self.keys.subject(subject);
+        self.eval::<i64>(&scripts::INDEX_ADD, &[set.as_bytes()], |c| {
+            c.arg(record.key.as_bytes())
+                .int(clamp(record.absolute_deadline));
+        })
+        .await
+        .map(drop)
     }
 
     /// Removes index members whose records are gone or belong to someone else, sparing those
@@ -349,38 +334,35 @@ impl RedisStore {
         if candidates.is_empty() {
             return;
         }
-        let mut script = scripts::INDEX_PRUNE.prepare_invoke();
-        script.key(set).arg(grace_millis(self.options.index_grace));
-        for member in candidates {
-            script.arg(member.as_slice());
-        }
-        if let Err(error) = self.invoke::<i64>(&script).await {
+        let grace = grace_millis(self.options.index_grace);
+        let prune = self
+            .eval::<i64>(&scripts::INDEX_PRUNE, &[set.as_bytes()], |c| {
+                c.int(grace);
+                for member in candidates {
+                    c.arg(member);
+                }
+            })
+            .await;
+        if let Err(error) = prune {
             tracing::debug!(%error, "could not prune a subject index; it will be retried lazily");
         }
     }
 
     async fn members(&self, set: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.query(redis::cmd("ZRANGE").arg(set).arg(0).arg(-1))
-            .await
+        let mut command = Command::new("ZRANGE");
+        command.arg(set.as_bytes()).arg(b"0").arg(b"-1");
+        self.query(command).await
     }
 
     async fn load_raw(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        type Fields = (
-            Option<Vec<u8>>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let (blob, version, idle, last_seen): Fields = self
-            .query(
-                redis::cmd("HMGET")
-                    .arg(self.keys.session(key))
-                    .arg("b")
-                    .arg("v")
-                    .arg("i")
-                    .arg("l"),
-            )
-            .await?;
+        let mut command = Command::new("HMGET");
+        command
+            .arg(self.keys.session(key).as_bytes())
+            .arg(b"b")
+            .arg(b"v")
+            .arg(b"i")
+            .arg(b"l");
+        let [blob, version, idle, last_seen]: [Option<Vec<u8>>; 4] = self.query(command).await?;
         let Some(blob) = blob else {
             return Ok(None);
         };
@@ -399,32 +381,36 @@ impl RedisStore {
     /// no longer exists, past the grace period.
     async fn sweep_indexes(&self, limit: usize) -> Result<(), StoreError> {
         let cursor = *self.sweep_cursor.lock().unwrap_or_else(|e| e.into_inner());
-        let (next, sets): (u64, Vec<String>) = self
-            .query(
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(self.keys.subject_pattern())
-                    .arg("COUNT")
-                    .arg(limit),
-            )
-            .await?;
+        let mut scan = Command::new("SCAN");
+        scan.int(cursor)
+            .arg(b"MATCH")
+            .arg(self.keys.subject_pattern().as_bytes())
+            .arg(b"COUNT")
+            .int(limit as u64);
+        let Scan { next, names } = self.query(scan).await?;
+        // Key names are ASCII (the prefix is UTF-8 and the rest hex).
+        let sets = names
+            .into_iter()
+            .filter_map(|name| String::from_utf8(name).ok());
         *self.sweep_cursor.lock().unwrap_or_else(|e| e.into_inner()) = next;
         let mut budget = limit;
         for set in sets {
             if budget == 0 {
                 break;
             }
-            let members: Vec<Vec<u8>> = self
-                .query(redis::cmd("ZRANGE").arg(&set).arg(0).arg(budget - 1))
-                .await?;
+            let mut range = Command::new("ZRANGE");
+            range.arg(set.as_bytes()).arg(b"0").int(budget as u64 - 1);
+            let members: Vec<Vec<u8>> = self.query(range).await?;
             budget -= members.len().min(budget);
             let checks = members.iter().map(|member| async move {
                 match key_of(member) {
-                    Some(key) => self
-                        .query::<bool>(redis::cmd("EXISTS").arg(self.keys.session(&key)))
-                        .await
-                        .map(|exists| (!exists).then(|| member.clone())),
+                    Some(key) => {
+                        let mut exists = Command::new("EXISTS");
+                        exists.arg(self.keys.session(&key).as_bytes());
+                        self.query::<i64>(exists)
+                            .await
+                            .map(|n| (n == 0).then(|| member.clone()))
+                    }
                     None => Ok(Some(member.clone())),
                 }
             });
@@ -447,18 +433,21 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let new_name = self.keys.session(&new.key);
-        let mut create = scripts::CREATE.prepare_invoke();
-        create.key(&new_name);
-        record_args(&mut create, new);
-        if self.invoke::<i64>(&create).await? == 0 {
+        let created = self
+            .eval::<i64>(&scripts::CREATE, &[new_name.as_bytes()], |c| {
+                record_args(c, new);
+            })
+            .await?;
+        if created == 0 {
             return Err(StoreError::Duplicate);
         }
-        let mut delete = scripts::DELETE_IF_VERSION.prepare_invoke();
-        delete
-            .key(self.keys.session(old_key))
-            .arg(now.as_millis())
-            .arg(expected_version);
-        let outcome = match self.invoke::<i64>(&delete).await {
+        let old_name = self.keys.session(old_key);
+        let delete = self
+            .eval::<i64>(&scripts::DELETE_IF_VERSION, &[old_name.as_bytes()], |c| {
+                c.int(now.as_millis()).int(expected_version);
+            })
+            .await;
+        let outcome = match delete {
             Ok(1) => return Ok(()),
             Ok(0) => StoreError::Conflict,
             Ok(-1) => StoreError::NotFound,
@@ -467,7 +456,9 @@ impl RedisStore {
         };
         // The new key was never handed to anyone: take it back. If even that fails, it holds
         // an unreachable record that expires by itself at its deadline.
-        if let Err(error) = self.query::<i64>(redis::cmd("DEL").arg(&new_name)).await {
+        let mut undo = Command::new("DEL");
+        undo.arg(new_name.as_bytes());
+        if let Err(error) = self.query::<i64>(undo).await {
             tracing::warn!(key = %new.key.short(), %error, "could not undo a failed rotation");
         }
         Err(outcome)
@@ -492,10 +483,13 @@ impl Store for RedisStore {
         if let Some(subject) = &record.subject {
             self.index(subject, record).await?;
         }
-        let mut script = scripts::CREATE.prepare_invoke();
-        script.key(self.keys.session(&record.key));
-        record_args(&mut script, record);
-        match self.invoke::<i64>(&script).await? {
+        let name = self.keys.session(&record.key);
+        let created = self
+            .eval::<i64>(&scripts::CREATE, &[name.as_bytes()], |c| {
+                record_args(c, record);
+            })
+            .await;
+        match created? {
             1 => Ok(()),
             0 => Err(StoreError::Duplicate),
             other => Err(StoreError::backend(RedisStoreError::UnexpectedReply(other))),
@@ -515,11 +509,14 @@ impl Store for RedisStore {
         let name = self.keys.session(&record.key);
         let mut indexed = false;
         loop {
-            let mut script = scripts::UPDATE.prepare_invoke();
-            script.key(&name).arg(now.as_millis()).arg(expected_version);
-            record_args(&mut script, record);
-            script.arg(if indexed { "1" } else { "0" });
-            match self.invoke::<i64>(&script).await? {
+            let updated = self
+                .eval::<i64>(&scripts::UPDATE, &[name.as_bytes()], |c| {
+                    c.int(now.as_millis()).int(expected_version);
+                    record_args(c, record);
+                    c.arg(if indexed { b"1" } else { b"0" });
+                })
+                .await;
+            match updated? {
                 1 => return Ok(()),
                 0 => return Err(StoreError::Conflict),
                 -1 => return Err(StoreError::NotFound),
@@ -541,19 +538,20 @@ impl Store for RedisStore {
         idle_deadline: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut script = scripts::TOUCH.prepare_invoke();
-        script
-            .key(self.keys.session(key))
-            .arg(now.as_millis())
-            .arg(clamp(idle_deadline));
-        Ok(self.invoke::<i64>(&script).await? == 1)
+        let name = self.keys.session(key);
+        let touched = self
+            .eval::<i64>(&scripts::TOUCH, &[name.as_bytes()], |c| {
+                c.int(now.as_millis()).int(clamp(idle_deadline));
+            })
+            .await;
+        Ok(touched? == 1)
     }
 
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         // The subject index keeps the member; lists prune it lazily.
-        self.query::<i64>(redis::cmd("DEL").arg(self.keys.session(key)))
-            .await
-            .map(drop)
+        let mut command = Command::new("DEL");
+        command.arg(self.keys.session(key).as_bytes());
+        self.query::<i64>(command).await.map(drop)
     }
 
     async fn rotate(
@@ -573,14 +571,12 @@ impl Store for RedisStore {
                 .rotate_across_slots(old_key, expected_version, new, now)
                 .await;
         }
-        let mut script = scripts::ROTATE.prepare_invoke();
-        script
-            .key(&old_name)
-            .key(&new_name)
-            .arg(now.as_millis())
-            .arg(expected_version);
-        record_args(&mut script, new);
-        match self.invoke::<i64>(&script).await? {
+        let keys = [old_name.as_bytes(), new_name.as_bytes()];
+        let rotated = self.eval::<i64>(&scripts::ROTATE, &keys, |c| {
+            c.int(now.as_millis()).int(expected_version);
+            record_args(c, new);
+        });
+        match rotated.await? {
             1 => Ok(()),
             0 => Err(StoreError::Conflict),
             -1 => Err(StoreError::NotFound),
@@ -630,12 +626,13 @@ impl Store for RedisStore {
                 let Some(key) = key_of(member) else {
                     return Ok::<_, StoreError>((member, -1));
                 };
-                let mut script = scripts::DELETE_IF_SUBJECT.prepare_invoke();
-                script
-                    .key(self.keys.session(&key))
-                    .arg(subject)
-                    .arg(now.as_millis());
-                Ok((member, self.invoke::<i64>(&script).await?))
+                let name = self.keys.session(&key);
+                let deleted = self
+                    .eval::<i64>(&scripts::DELETE_IF_SUBJECT, &[name.as_bytes()], |c| {
+                        c.arg(subject.as_bytes()).int(now.as_millis());
+                    })
+                    .await;
+                Ok((member, deleted?))
             })
             .collect::<Vec<_>>();
         let outcomes: Vec<(&Vec<u8>, i64)> = stream::iter(deletions)
@@ -650,10 +647,12 @@ impl Store for RedisStore {
             .collect();
         if !deleted.is_empty() {
             // Those records are gone for good (keys are never reused): drop them at once.
-            if let Err(error) = self
-                .query::<i64>(redis::cmd("ZREM").arg(&set).arg(deleted))
-                .await
-            {
+            let mut trim = Command::new("ZREM");
+            trim.arg(set.as_bytes());
+            for member in &deleted {
+                trim.arg(member);
+            }
+            if let Err(error) = self.query::<i64>(trim).await {
                 tracing::debug!(%error, "could not trim a subject index; it will be pruned lazily");
             }
         }
@@ -676,7 +675,7 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let reply: String = self.query(&redis::cmd("PING")).await?;
+        let reply: String = self.query(Command::new("PING")).await?;
         if reply == "PONG" {
             Ok(())
         } else {
@@ -819,6 +818,229 @@ fn map_error(error: redis::RedisError) -> StoreError {
     }
 }
 
+/// The standalone connection settings of `url`: the driver parses the URL (the same syntax as
+/// everywhere in the Redis world), the store connects with them itself.
+fn endpoint(url: &str, options: &RedisOptions) -> Result<Endpoint, StoreError> {
+    let info = url.into_connection_info().map_err(StoreError::backend)?;
+    let addr = match info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            if options.ca_file.is_some() {
+                return Err(StoreError::backend(RedisStoreError::CaFileWithoutTls));
+            }
+            Addr::Tcp(host.clone(), *port)
+        }
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure,
+            ..
+        } => {
+            if *insecure {
+                return Err(StoreError::backend(RedisStoreError::InsecureTls));
+            }
+            Addr::Tls {
+                host: host.clone(),
+                port: *port,
+                config: tls_config(options)?,
+            }
+        }
+        ConnectionAddr::Unix(path) => {
+            if options.ca_file.is_some() {
+                return Err(StoreError::backend(RedisStoreError::CaFileWithoutTls));
+            }
+            Addr::Unix(path.clone())
+        }
+        _ => return Err(StoreError::backend(RedisStoreError::UnknownScheme)),
+    };
+    let settings = info.redis_settings();
+    Ok(Endpoint {
+        addr,
+        username: settings.username().map(str::to_owned),
+        password: settings.password().map(str::to_owned),
+        db: settings.db(),
+        connect_timeout: options.connect_timeout,
+    })
+}
+
+/// The TLS client settings for `rediss://`: ring, the CA file's roots or webpki-roots,
+/// certificate chain and host name always verified, no client certificate.
+fn tls_config(options: &RedisOptions) -> Result<Arc<rustls::ClientConfig>, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match certificates(options)? {
+        Some(TlsCertificates {
+            root_cert: Some(pem),
+            ..
+        }) => {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(StoreError::backend)?;
+                roots.add(cert).map_err(StoreError::backend)?;
+            }
+        }
+        _ => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(StoreError::backend)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A connection failure: a refused certificate is configuration ([`StoreError::Backend`]);
+/// a server that cannot be reached or stopped answering is an outage
+/// ([`StoreError::Unavailable`]); a refused `AUTH` or `SELECT` is configuration unless the
+/// server said it is only not ready yet.
+fn conn_error(error: ConnError) -> StoreError {
+    match &error {
+        ConnError::Connect(_) if error.is_certificate() => StoreError::backend(error),
+        ConnError::Connect(_) | ConnError::Lost(_) => StoreError::unavailable(error),
+        ConnError::Handshake(message) if is_transient(message) => StoreError::unavailable(error),
+        ConnError::Handshake(_) | ConnError::Protocol(_) => StoreError::backend(error),
+    }
+}
+
+/// Server refusals that mean "not now" rather than "never": loading its data set, a master
+/// down or in failover, a read-only replica, a busy script.
+fn is_transient(message: &str) -> bool {
+    const NOT_NOW: [&str; 6] = [
+        "LOADING",
+        "MASTERDOWN",
+        "READONLY",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "BUSY",
+    ];
+    let code = message.split(' ').next().unwrap_or_default();
+    NOT_NOW.contains(&code)
+}
+
+/// A refusal (`-ERR ...`) as an error; any other reply as it is.
+fn refusal(reply: Reply) -> Result<Reply, StoreError> {
+    match reply {
+        Reply::Error(message) if is_transient(&message) => {
+            Err(StoreError::unavailable(RedisStoreError::Refused(message)))
+        }
+        Reply::Error(message) => Err(StoreError::backend(RedisStoreError::Refused(message))),
+        reply => Ok(reply),
+    }
+}
+
+/// A cluster reply in the store's own terms.
+fn from_value(value: Value) -> Result<Reply, StoreError> {
+    Ok(match value {
+        Value::Nil => Reply::Nil,
+        Value::Int(n) => Reply::Int(n),
+        Value::BulkString(bytes) => Reply::Bulk(bytes),
+        Value::SimpleString(text) => Reply::Status(text),
+        Value::Okay => Reply::Status("OK".to_owned()),
+        Value::Array(items) => Reply::Array(
+            items
+                .into_iter()
+                .map(from_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => return Err(StoreError::backend(RedisStoreError::MalformedReply)),
+    })
+}
+
+/// The shapes of reply the store expects, each checked.
+trait FromReply: Sized {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError>;
+}
+
+fn malformed() -> StoreError {
+    StoreError::backend(RedisStoreError::MalformedReply)
+}
+
+impl FromReply for i64 {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        match reply {
+            Reply::Int(n) => Ok(n),
+            _ => Err(malformed()),
+        }
+    }
+}
+
+impl FromReply for String {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        match reply {
+            Reply::Status(text) => Ok(text),
+            Reply::Bulk(bytes) => String::from_utf8(bytes).map_err(|_| malformed()),
+            _ => Err(malformed()),
+        }
+    }
+}
+
+impl FromReply for Option<Vec<u8>> {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        match reply {
+            Reply::Nil => Ok(None),
+            Reply::Bulk(bytes) => Ok(Some(bytes)),
+            _ => Err(malformed()),
+        }
+    }
+}
+
+impl FromReply for Vec<u8> {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        match reply {
+            Reply::Bulk(bytes) => Ok(bytes),
+            _ => Err(malformed()),
+        }
+    }
+}
+
+impl<T: FromReply> FromReply for Vec<T> {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        match reply {
+            Reply::Array(items) => items.into_iter().map(T::from_reply).collect(),
+            _ => Err(malformed()),
+        }
+    }
+}
+
+impl<T: FromReply, const N: usize> FromReply for [T; N] {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        Vec::<T>::from_reply(reply)?
+            .try_into()
+            .map_err(|_| malformed())
+    }
+}
+
+/// One `SCAN` step: the cursor to resume from and the names found.
+struct Scan {
+    next: u64,
+    names: Vec<Vec<u8>>,
+}
+
+impl FromReply for Scan {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        let [cursor, names]: [Reply; 2] = match reply {
+            Reply::Array(items) => items.try_into().map_err(|_| malformed())?,
+            _ => return Err(malformed()),
+        };
+        let cursor = Vec::<u8>::from_reply(cursor)?;
+        let next = std::str::from_utf8(&cursor)
+            .ok()
+            .and_then(|digits| digits.parse().ok())
+            .ok_or_else(malformed)?;
+        Ok(Self {
+            next,
+            names: Vec::from_reply(names)?,
+        })
+    }
+}
+
+impl FromReply for Reply {
+    fn from_reply(reply: Reply) -> Result<Self, StoreError> {
+        Ok(reply)
+    }
+}
+
 fn clamp(time: Timestamp) -> u64 {
     time.as_millis().min(MAX_MILLIS)
 }
@@ -828,19 +1050,19 @@ fn grace_millis(grace: Duration) -> u64 {
 }
 
 /// The eight record arguments shared by the create, update and rotate scripts.
-fn record_args(script: &mut ScriptInvocation<'_>, record: &Record) {
+fn record_args(command: &mut Command, record: &Record) {
     let idle = clamp(record.idle_deadline);
     let absolute = clamp(record.absolute_deadline);
-    script
-        .arg(record.encode())
-        .arg(record.version)
-        .arg(idle)
-        .arg(absolute)
-        .arg(clamp(record.last_seen_at))
-        .arg(idle.min(absolute));
+    command
+        .arg(&record.encode())
+        .int(record.version)
+        .int(idle)
+        .int(absolute)
+        .int(clamp(record.last_seen_at))
+        .int(idle.min(absolute));
     match &record.subject {
-        Some(subject) => script.arg("1").arg(&**subject),
-        None => script.arg("0").arg(""),
+        Some(subject) => command.arg(b"1").arg(subject.as_bytes()),
+        None => command.arg(b"0").arg(b""),
     };
 }
 
@@ -852,19 +1074,19 @@ fn key_of(member: &[u8]) -> Option<Key> {
 fn decode(
     key: &Key,
     blob: &[u8],
-    version: Option<String>,
-    idle: Option<String>,
-    last_seen: Option<String>,
+    version: Option<Vec<u8>>,
+    idle: Option<Vec<u8>>,
+    last_seen: Option<Vec<u8>>,
 ) -> Result<Record, &'static str> {
     let mut record = Record::decode(blob).map_err(|_| "malformed blob")?;
     if record.key != *key {
         return Err("blob stored under another key");
     }
-    let number = |field: Option<String>| -> Result<u64, &'static str> {
-        field
-            .ok_or("missing field")?
-            .parse()
-            .map_err(|_| "non-numeric field")
+    let number = |field: Option<Vec<u8>>| -> Result<u64, &'static str> {
+        std::str::from_utf8(&field.ok_or("missing field")?)
+            .ok()
+            .and_then(|digits| digits.parse().ok())
+            .ok_or("non-numeric field")
     };
     record.version = number(version)?;
     record.idle_deadline = Timestamp::from_millis(number(idle)?);
