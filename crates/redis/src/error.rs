@@ -55,6 +55,9 @@ pub enum RedisStoreError {
     /// A reply of a type the command never answers with.
     #[error("unexpected reply type from Redis")]
     MalformedReply,
+    /// A subject longer than the store's value header can describe.
+    #[error("subjects longer than {0} bytes cannot be stored in Redis")]
+    SubjectTooLong(usize),
     /// A script answered with a value it never returns (a different script under the same
     /// SHA, or a server bug).
     #[error("unexpected reply {0} from a Tessera script")]

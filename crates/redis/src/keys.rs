@@ -6,7 +6,9 @@ use tessera_core::Key;
 /// Key names for one store. Every name carries a Redis Cluster hash tag (`{...}`) so that the
 /// slot of a name is decided by the tag alone:
 ///
-/// - a session: `PREFIX:{KEYHEX}` (tag: the 64 hex digits of the record's key);
+/// - a session: `PREFIX:{KEYHEX}:r2` (tag: the 64 hex digits of the record's key; `r2`: a
+///   record in the string layout of [`crate::value`]; the hashes of the first layout were
+///   named `PREFIX:{KEYHEX}` and are never read);
 /// - a subject index: `PREFIX:{SUBJECTHASH}:s` (tag: 32 hex digits of the SHA-256 of the
 ///   subject, so the subject itself never appears in a key name).
 ///
@@ -23,13 +25,13 @@ impl Keys {
         }
     }
 
-    /// The name of the hash that holds the record under `key`.
+    /// The name of the string that holds the record under `key`.
     pub(crate) fn session(&self, key: &Key) -> String {
         let mut name = String::with_capacity(self.prefix.len() + 68);
         name.push_str(&self.prefix);
         name.push_str(":{");
         push_hex(&mut name, key.as_bytes());
-        name.push('}');
+        name.push_str("}:r2");
         name
     }
 
@@ -104,8 +106,8 @@ mod tests {
         let keys = Keys::new("app");
         let key = SessionId::generate().key();
         let name = keys.session(&key);
-        assert!(name.starts_with("app:{") && name.ends_with('}'));
-        assert_eq!(name.len(), "app:{}".len() + 64);
+        assert!(name.starts_with("app:{") && name.ends_with("}:r2"));
+        assert_eq!(name.len(), "app:{}:r2".len() + 64);
         let subject = keys.subject("alice");
         assert!(subject.starts_with("app:{") && subject.ends_with("}:s"));
         assert!(!subject.contains("alice"));

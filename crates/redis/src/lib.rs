@@ -66,10 +66,15 @@
 //!
 //! # Data layout
 //!
-//! - **One hash per session**, `PREFIX:{KEYHEX}`: the whole record as
-//!   [`Record::encode`](tessera_core::Record::encode) makes it, plus the fields the scripts
-//!   change on their own (version, idle deadline, last seen), which override the blob's on load,
-//!   so a touch never rewrites or decodes the blob. A load is one `HMGET`.
+//! - **One string per session**, `PREFIX:{KEYHEX}:r2`: a 71-byte fixed-width text header
+//!   (version as 20 digits; idle deadline, absolute deadline and last-seen time as 15-digit
+//!   Unix milliseconds; a subject flag and the subject's length), the subject, then the whole
+//!   record as [`Record::encode`](tessera_core::Record::encode) makes it. The scripts read the
+//!   header by its offsets and never decode the record; a touch patches the idle deadline and
+//!   last-seen time in place with one `SETRANGE`, and on load the header's values override
+//!   the record's. A load is one `GET`; a create one `SET NX PXAT`. (Until this layout, a
+//!   session was a hash named `PREFIX:{KEYHEX}`; those are not read, so upgrading from it
+//!   signs every user out once, and Redis expires the old hashes at their deadlines.)
 //! - **Native expiry**: every write sets `PEXPIREAT` to the earlier of the two deadlines, so
 //!   Redis frees dead sessions itself and [`purge_expired`](tessera_core::Store::purge_expired)
 //!   has no records to remove (it returns 0). On a standalone server it spends its call on one
@@ -87,7 +92,7 @@
 //!
 //! # What each operation guarantees
 //!
-//! - `create`: one script, `SET NX` semantics (an existing key is
+//! - `create`: one `SET ... NX PXAT`, no script (an existing key is
 //!   [`Duplicate`](tessera_core::StoreError::Duplicate), never overwritten).
 //! - `update`, `touch`: one Lua script each, atomic on the server: check the record is live at
 //!   the passed `now`, check the version (update), write, set the expiry. `touch` never revives
@@ -173,6 +178,7 @@ mod options;
 mod resp;
 mod scripts;
 mod store;
+mod value;
 
 pub use error::RedisStoreError;
 pub use options::RedisOptions;

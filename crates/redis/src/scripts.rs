@@ -1,21 +1,13 @@
 //! The Lua scripts that make each multi-step operation atomic on the server.
 //!
-//! A session is a hash with these fields:
-//!
-//! | field | holds |
-//! |---|---|
-//! | `b` | the whole record, [`Record::encode`](tessera_core::Record::encode) |
-//! | `v` | the version (decimal), overrides the blob's |
-//! | `i` | the idle deadline (Unix ms), overrides the blob's |
-//! | `l` | the last-seen time (Unix ms), overrides the blob's |
-//! | `a` | the absolute deadline (Unix ms), for the scripts' liveness checks |
-//! | `s` | the subject, when there is one, for `delete_subject`'s ownership check |
-//!
-//! `touch` rewrites only `i` and `l`, so the blob need not be decoded on the server. Every
-//! script checks liveness against the `now` its caller passes (the engine's clock), not the
-//! server's: the server's own expiry (`PEXPIREAT` at the earlier deadline) is what frees memory.
-//! Versions are compared as the exact decimal strings; deadlines as Lua numbers, exact below
-//! 2^53 ms (the store clamps every deadline to the year 9999 before it gets here).
+//! A session is one string (layout in `crate::value`): a fixed-width text header (version,
+//! idle and absolute deadlines, last-seen time, subject) and the encoded record. The scripts
+//! read the header by its offsets and never decode the record; `touch` patches the header in
+//! place. Every script checks liveness against the `now` its caller passes (the engine's
+//! clock), not the server's: the server's own expiry (`PXAT` / `PEXPIREAT` at the earlier
+//! deadline) is what frees memory. Versions are compared as their fixed-width digits;
+//! deadlines as Lua numbers, exact below 2^53 ms (the store clamps every deadline to the year
+//! 9999 before it gets here).
 
 use std::sync::OnceLock;
 
@@ -44,72 +36,64 @@ impl Lua {
     }
 }
 
-/// KEYS[1] session. ARGV: blob, version, idle, absolute, last_seen, expire_at, has_subject,
-/// subject. Returns 1 created, 0 the key exists.
-pub(crate) static CREATE: Lua = Lua::new(
-    r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'b', ARGV[1], 'v', ARGV[2], 'i', ARGV[3], 'a', ARGV[4], 'l', ARGV[5])
-if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 's', ARGV[8]) end
-redis.call('PEXPIREAT', KEYS[1], ARGV[6])
-return 1
-",
-);
+// Shared reading of a stored value (see `crate::value` for the layout): the header's fields
+// by their fixed offsets (Lua strings count from 1).
+//
+// A create is no script at all: `SET name value NX PXAT deadline`.
 
-/// KEYS[1] session. ARGV: now, expected version, the eight CREATE arguments, indexed.
+/// KEYS[1] session. ARGV: now, expected version (20 digits), new value, expire at, indexed.
 /// Returns 1 written, 0 version conflict, -1 gone or dead at `now`, -3 nothing written because
-/// the record gains a subject it did not have and `indexed` is not `1` (the caller adds the
-/// record to that subject's index first and calls again with `indexed` = `1`).
+/// the record gains a subject it did not have (or changes it) and `indexed` is not `1` (the
+/// caller adds the record to that subject's index first and calls again with `indexed` = `1`).
 pub(crate) static UPDATE: Lua = Lua::new(
     r"
-local cur = redis.call('HMGET', KEYS[1], 'v', 'i', 'a', 's')
-if not cur[1] then return -1 end
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
 local now = tonumber(ARGV[1])
-if now >= tonumber(cur[2]) or now >= tonumber(cur[3]) then return -1 end
-if cur[1] ~= ARGV[2] then return 0 end
-if ARGV[9] == '1' and ARGV[11] ~= '1' and cur[4] ~= ARGV[10] then return -3 end
-redis.call('HSET', KEYS[1], 'b', ARGV[3], 'v', ARGV[4], 'i', ARGV[5], 'a', ARGV[6], 'l', ARGV[7])
-if ARGV[9] == '1' then
-  redis.call('HSET', KEYS[1], 's', ARGV[10])
-else
-  redis.call('HDEL', KEYS[1], 's')
+if now >= tonumber(string.sub(cur, 21, 35)) or now >= tonumber(string.sub(cur, 36, 50)) then return -1 end
+if string.sub(cur, 1, 20) ~= ARGV[2] then return 0 end
+local new = ARGV[3]
+if string.sub(new, 66, 66) == '1' and ARGV[5] ~= '1' then
+  local function subject(v) return string.sub(v, 66, 71 + tonumber(string.sub(v, 67, 71))) end
+  if subject(cur) ~= subject(new) then return -3 end
 end
-redis.call('PEXPIREAT', KEYS[1], ARGV[8])
+redis.call('SET', KEYS[1], new, 'PXAT', ARGV[4])
 return 1
 ",
 );
 
-/// KEYS[1] session. ARGV: now, wanted idle deadline. Returns 1 touched, 0 gone or dead.
-/// Never revives; never moves the idle deadline past the absolute one.
+/// KEYS[1] session. ARGV: now, wanted idle deadline as 15 digits, now as 15 digits. Returns 1 touched, 0
+/// gone or dead. Never revives; never moves the idle deadline past the absolute one. Rewrites
+/// the header's idle deadline, absolute deadline (unchanged) and last-seen time in one
+/// `SETRANGE`.
 pub(crate) static TOUCH: Lua = Lua::new(
     r"
-local cur = redis.call('HMGET', KEYS[1], 'i', 'a')
-if not cur[1] then return 0 end
+local h = redis.call('GETRANGE', KEYS[1], 0, 64)
+if string.len(h) < 65 then return 0 end
 local now = tonumber(ARGV[1])
-local absolute = tonumber(cur[2])
-if now >= tonumber(cur[1]) or now >= absolute then return 0 end
+local absolute = string.sub(h, 36, 50)
+if now >= tonumber(string.sub(h, 21, 35)) or now >= tonumber(absolute) then return 0 end
 local idle = ARGV[2]
-if tonumber(idle) > absolute then idle = cur[2] end
-redis.call('HSET', KEYS[1], 'i', idle, 'l', ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], idle)
+if tonumber(idle) > tonumber(absolute) then idle = absolute end
+redis.call('SETRANGE', KEYS[1], 20, idle .. absolute .. ARGV[3])
+-- PEXPIREAT takes no leading zeros (and Lua would print a big number in exponent form).
+redis.call('PEXPIREAT', KEYS[1], string.match(idle, '^0*(%d+)$'))
 return 1
 ",
 );
 
-/// KEYS[1] old session, KEYS[2] new session (same slot). ARGV: now, expected version, then the
-/// eight CREATE arguments for the new record. Returns 1 rotated, 0 version conflict, -1 old
-/// gone or dead, -2 new key exists.
+/// KEYS[1] old session, KEYS[2] new session (same slot). ARGV: now, expected version, new
+/// value, its expiry. Returns 1 rotated, 0 version conflict, -1 old gone or dead, -2 new key
+/// exists.
 pub(crate) static ROTATE: Lua = Lua::new(
     r"
-local cur = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
-if not cur[1] then return -1 end
+local h = redis.call('GETRANGE', KEYS[1], 0, 64)
+if string.len(h) < 65 then return -1 end
 local now = tonumber(ARGV[1])
-if now >= tonumber(cur[2]) or now >= tonumber(cur[3]) then return -1 end
-if cur[1] ~= ARGV[2] then return 0 end
+if now >= tonumber(string.sub(h, 21, 35)) or now >= tonumber(string.sub(h, 36, 50)) then return -1 end
+if string.sub(h, 1, 20) ~= ARGV[2] then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
-redis.call('HSET', KEYS[2], 'b', ARGV[3], 'v', ARGV[4], 'i', ARGV[5], 'a', ARGV[6], 'l', ARGV[7])
-if ARGV[9] == '1' then redis.call('HSET', KEYS[2], 's', ARGV[10]) end
-redis.call('PEXPIREAT', KEYS[2], ARGV[8])
+redis.call('SET', KEYS[2], ARGV[3], 'PXAT', ARGV[4])
 redis.call('DEL', KEYS[1])
 return 1
 ",
@@ -119,11 +103,11 @@ return 1
 /// at the expected version. Returns 1 deleted, 0 version conflict, -1 gone or dead.
 pub(crate) static DELETE_IF_VERSION: Lua = Lua::new(
     r"
-local cur = redis.call('HMGET', KEYS[1], 'v', 'i', 'a')
-if not cur[1] then return -1 end
+local h = redis.call('GETRANGE', KEYS[1], 0, 64)
+if string.len(h) < 65 then return -1 end
 local now = tonumber(ARGV[1])
-if now >= tonumber(cur[2]) or now >= tonumber(cur[3]) then return -1 end
-if cur[1] ~= ARGV[2] then return 0 end
+if now >= tonumber(string.sub(h, 21, 35)) or now >= tonumber(string.sub(h, 36, 50)) then return -1 end
+if string.sub(h, 1, 20) ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
 ",
@@ -133,11 +117,12 @@ return 1
 /// Returns 1 deleted a live record, 0 deleted a dead one, -1 not there or someone else's.
 pub(crate) static DELETE_IF_SUBJECT: Lua = Lua::new(
     r"
-local cur = redis.call('HMGET', KEYS[1], 's', 'i', 'a')
-if not cur[1] or cur[1] ~= ARGV[1] then return -1 end
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.len(cur) < 71 or string.sub(cur, 66, 66) ~= '1' then return -1 end
+if string.sub(cur, 72, 71 + tonumber(string.sub(cur, 67, 71))) ~= ARGV[1] then return -1 end
 redis.call('DEL', KEYS[1])
 local now = tonumber(ARGV[2])
-if now < tonumber(cur[2]) and now < tonumber(cur[3]) then return 1 end
+if now < tonumber(string.sub(cur, 21, 35)) and now < tonumber(string.sub(cur, 36, 50)) then return 1 end
 return 0
 ",
 );

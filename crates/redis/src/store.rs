@@ -21,6 +21,7 @@ use crate::keys::{Keys, slot};
 use crate::options::RedisOptions;
 use crate::resp::{Command, Reply};
 use crate::scripts::{self, Lua};
+use crate::value;
 
 /// How many per-record requests `list_subject`, `delete_subject` and the index sweep keep in
 /// flight at once.
@@ -355,18 +356,12 @@ impl RedisStore {
     }
 
     async fn load_raw(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        let mut command = Command::new("HMGET");
-        command
-            .arg(self.keys.session(key).as_bytes())
-            .arg(b"b")
-            .arg(b"v")
-            .arg(b"i")
-            .arg(b"l");
-        let [blob, version, idle, last_seen]: [Option<Vec<u8>>; 4] = self.query(command).await?;
-        let Some(blob) = blob else {
+        let mut command = Command::new("GET");
+        command.arg(self.keys.session(key).as_bytes());
+        let Some(stored) = self.query::<Option<Vec<u8>>>(command).await? else {
             return Ok(None);
         };
-        let record = match decode(key, &blob, version, idle, last_seen) {
+        let record = match value::decode(key, &stored) {
             Ok(record) => record,
             Err(reason) => {
                 tracing::warn!(key = %key.short(), reason, "undecodable session record treated as absent");
@@ -423,6 +418,24 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Writes `record` under `name` unless the name exists (`SET NX`, no script), expiring at
+    /// the earlier deadline.
+    async fn set_new(&self, name: &str, record: &Record) -> Result<(), StoreError> {
+        let stored = stored_value(record)?;
+        let mut command = Command::new("SET");
+        command
+            .arg(name.as_bytes())
+            .arg(&stored)
+            .arg(b"NX")
+            .arg(b"PXAT")
+            .int(expiry(record));
+        match self.call_raw(command).await.and_then(refusal)? {
+            Reply::Status(_) => Ok(()),
+            Reply::Nil => Err(StoreError::Duplicate),
+            _ => Err(StoreError::backend(RedisStoreError::MalformedReply)),
+        }
+    }
+
     /// Rotation across two slots (a cluster): create the new key, then delete the old one with
     /// a version check, and undo the create if that check fails.
     async fn rotate_across_slots(
@@ -433,18 +446,12 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let new_name = self.keys.session(&new.key);
-        let created = self
-            .eval::<i64>(&scripts::CREATE, &[new_name.as_bytes()], |c| {
-                record_args(c, new);
-            })
-            .await?;
-        if created == 0 {
-            return Err(StoreError::Duplicate);
-        }
+        self.set_new(&new_name, new).await?;
         let old_name = self.keys.session(old_key);
         let delete = self
             .eval::<i64>(&scripts::DELETE_IF_VERSION, &[old_name.as_bytes()], |c| {
-                c.int(now.as_millis()).int(expected_version);
+                c.int(now.as_millis())
+                    .arg(&value::digits(expected_version, value::VERSION.len()));
             })
             .await;
         let outcome = match delete {
@@ -483,17 +490,7 @@ impl Store for RedisStore {
         if let Some(subject) = &record.subject {
             self.index(subject, record).await?;
         }
-        let name = self.keys.session(&record.key);
-        let created = self
-            .eval::<i64>(&scripts::CREATE, &[name.as_bytes()], |c| {
-                record_args(c, record);
-            })
-            .await;
-        match created? {
-            1 => Ok(()),
-            0 => Err(StoreError::Duplicate),
-            other => Err(StoreError::backend(RedisStoreError::UnexpectedReply(other))),
-        }
+        self.set_new(&self.keys.session(&record.key), record).await
     }
 
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
@@ -507,13 +504,16 @@ impl Store for RedisStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let name = self.keys.session(&record.key);
+        let stored = stored_value(record)?;
         let mut indexed = false;
         loop {
             let updated = self
                 .eval::<i64>(&scripts::UPDATE, &[name.as_bytes()], |c| {
-                    c.int(now.as_millis()).int(expected_version);
-                    record_args(c, record);
-                    c.arg(if indexed { b"1" } else { b"0" });
+                    c.int(now.as_millis())
+                        .arg(&value::digits(expected_version, value::VERSION.len()))
+                        .arg(&stored)
+                        .int(expiry(record))
+                        .arg(if indexed { b"1" } else { b"0" });
                 })
                 .await;
             match updated? {
@@ -541,7 +541,9 @@ impl Store for RedisStore {
         let name = self.keys.session(key);
         let touched = self
             .eval::<i64>(&scripts::TOUCH, &[name.as_bytes()], |c| {
-                c.int(now.as_millis()).int(clamp(idle_deadline));
+                c.int(now.as_millis())
+                    .arg(&value::digits(clamp(idle_deadline), value::IDLE.len()))
+                    .arg(&value::digits(clamp(now), value::IDLE.len()));
             })
             .await;
         Ok(touched? == 1)
@@ -572,11 +574,16 @@ impl Store for RedisStore {
                 .await;
         }
         let keys = [old_name.as_bytes(), new_name.as_bytes()];
-        let rotated = self.eval::<i64>(&scripts::ROTATE, &keys, |c| {
-            c.int(now.as_millis()).int(expected_version);
-            record_args(c, new);
-        });
-        match rotated.await? {
+        let stored = stored_value(new)?;
+        let rotated = self
+            .eval::<i64>(&scripts::ROTATE, &keys, |c| {
+                c.int(now.as_millis())
+                    .arg(&value::digits(expected_version, value::VERSION.len()))
+                    .arg(&stored)
+                    .int(expiry(new));
+            })
+            .await;
+        match rotated? {
             1 => Ok(()),
             0 => Err(StoreError::Conflict),
             -1 => Err(StoreError::NotFound),
@@ -1049,49 +1056,19 @@ fn grace_millis(grace: Duration) -> u64 {
     u64::try_from(grace.as_millis()).unwrap_or(MAX_MILLIS)
 }
 
-/// The eight record arguments shared by the create, update and rotate scripts.
-fn record_args(command: &mut Command, record: &Record) {
-    let idle = clamp(record.idle_deadline);
-    let absolute = clamp(record.absolute_deadline);
-    command
-        .arg(&record.encode())
-        .int(record.version)
-        .int(idle)
-        .int(absolute)
-        .int(clamp(record.last_seen_at))
-        .int(idle.min(absolute));
-    match &record.subject {
-        Some(subject) => command.arg(b"1").arg(subject.as_bytes()),
-        None => command.arg(b"0").arg(b""),
-    };
+/// What is stored for `record` (see [`crate::value`]).
+fn stored_value(record: &Record) -> Result<Vec<u8>, StoreError> {
+    value::encode(record, clamp)
+        .ok_or_else(|| StoreError::backend(RedisStoreError::SubjectTooLong(value::MAX_SUBJECT)))
+}
+
+/// When Redis may drop `record`: the earlier of its two deadlines.
+fn expiry(record: &Record) -> u64 {
+    clamp(record.idle_deadline).min(clamp(record.absolute_deadline))
 }
 
 fn key_of(member: &[u8]) -> Option<Key> {
     <[u8; 32]>::try_from(member).ok().map(Key::from_bytes)
-}
-
-/// The blob with the fields that scripts change on their own laid over it.
-fn decode(
-    key: &Key,
-    blob: &[u8],
-    version: Option<Vec<u8>>,
-    idle: Option<Vec<u8>>,
-    last_seen: Option<Vec<u8>>,
-) -> Result<Record, &'static str> {
-    let mut record = Record::decode(blob).map_err(|_| "malformed blob")?;
-    if record.key != *key {
-        return Err("blob stored under another key");
-    }
-    let number = |field: Option<Vec<u8>>| -> Result<u64, &'static str> {
-        std::str::from_utf8(&field.ok_or("missing field")?)
-            .ok()
-            .and_then(|digits| digits.parse().ok())
-            .ok_or("non-numeric field")
-    };
-    record.version = number(version)?;
-    record.idle_deadline = Timestamp::from_millis(number(idle)?);
-    record.last_seen_at = Timestamp::from_millis(number(last_seen)?);
-    Ok(record)
 }
 
 // The trait object the engine holds must be shareable.
@@ -1103,49 +1080,6 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_core::SessionId;
-    use tessera_core::testing::fresh_record;
-
-    #[test]
-    fn hash_fields_override_the_blob() {
-        let record = fresh_record(Some("alice"));
-        let blob = record.encode();
-        let touched = decode(
-            &record.key,
-            &blob,
-            Some("7".into()),
-            Some("123".into()),
-            Some("45".into()),
-        )
-        .unwrap();
-        assert_eq!(touched.version, 7);
-        assert_eq!(touched.idle_deadline, Timestamp::from_millis(123));
-        assert_eq!(touched.last_seen_at, Timestamp::from_millis(45));
-        assert_eq!(touched.data, record.data);
-    }
-
-    #[test]
-    fn damaged_records_are_refused() {
-        let record = fresh_record(None);
-        let blob = record.encode();
-        let other = SessionId::generate().key();
-        let ok = || (Some("1".into()), Some("2".into()), Some("3".into()));
-        let (v, i, l) = ok();
-        assert!(decode(&other, &blob, v, i, l).is_err());
-        let (v, i, l) = ok();
-        assert!(decode(&record.key, &blob[..blob.len() - 1], v, i, l).is_err());
-        assert!(decode(&record.key, &blob, None, Some("2".into()), Some("3".into())).is_err());
-        assert!(
-            decode(
-                &record.key,
-                &blob,
-                Some("x".into()),
-                Some("2".into()),
-                Some("3".into())
-            )
-            .is_err()
-        );
-    }
 
     #[test]
     fn deadlines_are_clamped_to_the_year_9999() {

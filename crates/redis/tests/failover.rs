@@ -223,6 +223,13 @@ async fn replication(conn: &mut MultiplexedConnection) -> Result<String, String>
         .map_err(|e| e.to_string())
 }
 
+/// The number after `field` in an `INFO` reply.
+fn offset(info: &str, field: &str) -> Option<i64> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// A master with every slot and its replica, replicating.
 struct Cluster {
     master: Node,
@@ -292,19 +299,21 @@ impl Cluster {
         )
     }
 
-    /// Blocks until the replica has acknowledged every write made on the master so far.
+    /// Blocks until the replica has applied every write made on the master so far: its
+    /// replication offset reaches the master's. (`WAIT` would not do: it counts only the
+    /// writes of the connection that sends it, and the store's writes came over others.)
     async fn replicated(&self) {
-        let a = self.master.raw().await;
-        wait_until("the replica acknowledging the writes", SETTLE, || {
-            let mut a = a.clone();
+        let mut a = self.master.raw().await;
+        let target = offset(&replication(&mut a).await.unwrap(), "master_repl_offset:")
+            .expect("the master's replication offset");
+        let b = self.replica.raw().await;
+        wait_until("the replica applying the writes", SETTLE, || {
+            let mut b = b.clone();
             async move {
-                let acked: i64 = command(&mut a, redis::cmd("WAIT").arg(1).arg(1000))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if acked == 1 {
-                    Ok(())
-                } else {
-                    Err(format!("{acked} replicas acknowledged"))
+                let info = replication(&mut b).await?;
+                match offset(&info, "slave_repl_offset:") {
+                    Some(applied) if applied >= target => Ok(()),
+                    _ => Err(format!("master at {target}; replica: {info}")),
                 }
             }
         })

@@ -18,7 +18,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn session_name(prefix: &str, key: &Key) -> String {
-    format!("{prefix}:{{{}}}", hex(key.as_bytes()))
+    format!("{prefix}:{{{}}}:r2", hex(key.as_bytes()))
 }
 
 fn subject_name(prefix: &str, subject: &str) -> String {
@@ -79,10 +79,43 @@ async fn every_record_expires_natively_at_its_earlier_deadline() {
         record.idle_deadline.as_millis() as i64
     );
 
+    // One string: a fixed-width text header (version, idle and absolute deadlines, last seen,
+    // subject), then the record.
+    let kind: String = redis::cmd("TYPE")
+        .arg(&name)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(kind, "string");
+    let stored: Vec<u8> = raw.get(&name).await.unwrap();
+    let header = format!(
+        "{:020}{:015}{:015}{:015}1{:05}alice",
+        record.version,
+        record.idle_deadline.as_millis(),
+        record.absolute_deadline.as_millis(),
+        record.last_seen_at.as_millis(),
+        5
+    );
+    assert_eq!(&stored[..header.len()], header.as_bytes());
+    assert_eq!(&stored[header.len()..], record.encode().as_slice());
+
     let now = Timestamp::now();
     let later = now.saturating_add(Duration::from_secs(90 * 60));
     assert!(store.touch(&record.key, later, now).await.unwrap());
     assert_eq!(expire_time(&mut raw, &name).await, later.as_millis() as i64);
+    // The touch patched the header in place and left the record bytes alone.
+    let touched: Vec<u8> = raw.get(&name).await.unwrap();
+    assert_eq!(
+        &touched[20..65],
+        format!(
+            "{:015}{:015}{:015}",
+            later.as_millis(),
+            record.absolute_deadline.as_millis(),
+            now.as_millis()
+        )
+        .as_bytes()
+    );
+    assert_eq!(&touched[65..], &stored[65..]);
 
     // Past the absolute deadline the touch is capped, and so is the server's expiry.
     let way_later = record
@@ -170,8 +203,9 @@ async fn a_damaged_record_loads_as_absent_not_as_an_error() {
     let record = fresh_record(None);
     store.create(&record).await.unwrap();
     let name = session_name(&prefix, &record.key);
-    let _: () = raw
-        .hset(&name, "b", b"\x01garbage".as_slice())
+    // The record after the header (no subject: it starts at byte 71) overwritten.
+    let _: i64 = raw
+        .setrange(&name, 71, b"\x01garbage".as_slice())
         .await
         .unwrap();
     assert!(
