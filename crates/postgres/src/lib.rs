@@ -85,9 +85,22 @@
 //! | `session_key` | `BYTEA` primary key | the 32-byte [`Key`](tessera_core::Key) (never the session ID) |
 //! | `subject` | `TEXT` null, indexed | for device lists and "log out everywhere" |
 //! | `last_seen_at`, `idle_deadline`, `absolute_deadline` | `BIGINT` | ms since the epoch |
-//! | `expires_at` | `BIGINT`, indexed | `min(idle_deadline, absolute_deadline)` |
+//! | `expires_at` | `BIGINT` | `min(idle_deadline, absolute_deadline)`, the exact expiry |
 //! | `version` | `BIGINT` | the record's version, for compare-and-swap |
 //! | `record` | `BYTEA` | [`Record::encode`](tessera_core::Record::encode) |
+//! | `expiry_slot` | `BIGINT`, generated, indexed | `expires_at / 300000`: the five-minute slot of the expiry |
+//!
+//! The table has fill factor 80, and its only indexes are the primary key, `expiry_slot` and
+//! the partial index on `subject`. That is what makes an ordinary write (an update or a touch)
+//! a HOT update: PostgreSQL writes the new row version on the same page and no index entry,
+//! which it can do only when no indexed column changes and the page has room. Every write
+//! moves `expires_at`, so it is not indexed; its slot changes only when the expiry crosses a
+//! five-minute boundary (a session touched once a minute gets four HOT touches in five).
+//! Liveness is always decided on the exact `expires_at`, never on the slot: the slot only
+//! tells the purge where to look. Schema version 1 indexed `expires_at` itself, so every write
+//! changed an index; [`PostgresStore::migrate`] brings a version 1 table to version 2 in place
+//! (one table rewrite under the migration lock; every session is kept). Needs PostgreSQL 12
+//! or later (generated columns).
 //!
 //! On load, the columns that [`touch`](tessera_core::Store::touch) changes without rewriting
 //! the blob (`last_seen_at`, `idle_deadline`, and also `absolute_deadline` and `version`)
@@ -96,23 +109,28 @@
 //!
 //! # How each operation keeps the store contract
 //!
-//! Every operation is one statement, so one round trip and one implicit transaction:
+//! Every operation is one statement, so one round trip and one implicit transaction (a
+//! failed `update` adds a second, read-only one):
 //! - `create`: a plain `INSERT`; a unique violation is [`StoreError::Duplicate`], never an
 //!   overwrite.
 //! - `load`: by primary key, `expires_at > now`.
 //! - `update`: `UPDATE ... WHERE session_key = $1 AND version = $expected AND expires_at >
-//!   now` in a CTE, with an `EXISTS` on the same snapshot that tells
-//!   [`StoreError::Conflict`] (a live row with another version) from
-//!   [`StoreError::NotFound`].
+//!   now`, judged by the rows it changed. Only when it changed none does a second statement
+//!   ask whether the row is live: live is [`StoreError::Conflict`] (another version), absent
+//!   or dead is [`StoreError::NotFound`]. The row may change between the two, but a dead or
+//!   deleted session never comes back, so the answer is one the compare-and-swap could have
+//!   given at the second look.
 //! - `touch`: one conditional `UPDATE` that matches only a live row (an expired session is
 //!   never revived) and sets the idle deadline to `LEAST(new, absolute_deadline)`.
 //! - `rotate`: a CTE that CAS-deletes the old row and inserts the new one only if the delete
 //!   happened; a duplicate new key aborts the whole statement, so the old row stays.
 //! - `list_subject` / `delete_subject`: through the partial index on `subject`.
-//! - `purge_expired`: deletes at most `limit` rows found through the `expires_at` index,
-//!   oldest first, `FOR UPDATE SKIP LOCKED` so purgers on several instances do not block one
-//!   another.
-//! - `count_live`: an index range count. `ping`: `SELECT 1`.
+//! - `purge_expired`: deletes at most `limit` rows with `expires_at <= now`, found through
+//!   the `expiry_slot` index, oldest slot first (`expiry_slot <= now's slot`, then the exact
+//!   `expires_at`), `FOR UPDATE SKIP LOCKED` so purgers on several instances do not block one
+//!   another. Every row of an earlier slot is dead; besides its batch, a purge reads at most
+//!   the live rows of now's own slot (those expiring within five minutes).
+//! - `count_live`: `expires_at > now` over the slots from now's on. `ping`: `SELECT 1`.
 //!
 //! # Errors and timeouts
 //!

@@ -42,6 +42,7 @@ struct Sql {
     create: String,
     load: String,
     update: String,
+    is_live: String,
     touch: String,
     delete: String,
     rotate: String,
@@ -61,17 +62,14 @@ impl Sql {
                 "SELECT session_key, last_seen_at, idle_deadline, absolute_deadline, version, \
                  record FROM {t} WHERE session_key = $1 AND expires_at > $2"
             ),
-            // One round trip: the CAS, and (from the statement's snapshot) whether a live row
-            // was there at all, which tells a conflict from a vanished session.
+            // The CAS alone, judged by the rows it changed: the common case is one statement
+            // with one index probe. `is_live` runs only when it changed nothing.
             update: format!(
-                "WITH changed AS (
-                    UPDATE {t} SET subject = $2, last_seen_at = $3, idle_deadline = $4,
-                        absolute_deadline = $5, expires_at = $6, version = $7, record = $8
-                    WHERE session_key = $1 AND version = $9 AND expires_at > $10
-                    RETURNING 1)
-                 SELECT EXISTS (SELECT 1 FROM changed),
-                        EXISTS (SELECT 1 FROM {t} WHERE session_key = $1 AND expires_at > $10)"
+                "UPDATE {t} SET subject = $2, last_seen_at = $3, idle_deadline = $4,
+                    absolute_deadline = $5, expires_at = $6, version = $7, record = $8
+                 WHERE session_key = $1 AND version = $9 AND expires_at > $10"
             ),
+            is_live: format!("SELECT 1 FROM {t} WHERE session_key = $1 AND expires_at > $2"),
             // Only a live row matches, so an expired session is never revived; the new idle
             // deadline is capped at the row's absolute deadline.
             touch: format!(
@@ -108,14 +106,16 @@ impl Sql {
                     RETURNING expires_at)
                  SELECT count(*) FILTER (WHERE expires_at > $3) FROM gone"
             ),
-            // The expiry index yields the oldest dead rows first; SKIP LOCKED lets several
-            // purgers (one per instance) share the work without waiting on each other.
+            // The slot index yields the oldest dead rows first: every row of a slot before
+            // now's (`$3`) is dead, and those of now's own slot are kept or taken on their
+            // exact `expires_at`. SKIP LOCKED lets several purgers (one per instance) share
+            // the work without waiting on each other.
             purge: format!(
                 "DELETE FROM {t} WHERE expires_at <= $1 AND session_key IN (
-                    SELECT session_key FROM {t} WHERE expires_at <= $1
-                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                    SELECT session_key FROM {t} WHERE expiry_slot <= $3 AND expires_at <= $1
+                    ORDER BY expiry_slot LIMIT $2 FOR UPDATE SKIP LOCKED)"
             ),
-            count: format!("SELECT count(*) FROM {t} WHERE expires_at > $1"),
+            count: format!("SELECT count(*) FROM {t} WHERE expiry_slot >= $2 AND expires_at > $1"),
         }
     }
 }
@@ -409,22 +409,41 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         self.timed(async {
             let blob = record.encode();
-            self.compare_and_swap(
-                &self.sql.update,
-                &[
-                    &record.key.as_bytes().as_slice(),
-                    &record.subject.as_deref(),
-                    &millis(record.last_seen_at),
-                    &millis(record.idle_deadline),
-                    &millis(record.absolute_deadline),
-                    &millis(record.idle_deadline.min(record.absolute_deadline)),
-                    &version_column(record.version),
-                    &blob,
-                    &version_column(expected_version),
-                    &millis(now),
-                ],
-            )
-            .await
+            let key = record.key.as_bytes().as_slice();
+            let now = millis(now);
+            let changed = self
+                .execute(
+                    &self.sql.update,
+                    &[
+                        &key,
+                        &record.subject.as_deref(),
+                        &millis(record.last_seen_at),
+                        &millis(record.idle_deadline),
+                        &millis(record.absolute_deadline),
+                        &millis(record.idle_deadline.min(record.absolute_deadline)),
+                        &version_column(record.version),
+                        &blob,
+                        &version_column(expected_version),
+                        &now,
+                    ],
+                )
+                .await?;
+            if changed == 1 {
+                return Ok(());
+            }
+            // Nothing changed: the row was absent, dead, or at another version. Which one is
+            // asked in a second statement, so the row may have moved in between; the answer
+            // is still one the CAS could have given at the moment of that second look. A
+            // dead or absent row never comes back (nothing revives an expired row, and keys
+            // are never reused), so "live now" means it was live, at another version, when
+            // the UPDATE looked: a conflict. "Not live now" means the session has ended, which
+            // is what NotFound says, even if it ended just after the UPDATE looked.
+            let live = self.query(&self.sql.is_live, &[&key, &now]).await?;
+            if live.is_empty() {
+                Err(StoreError::NotFound)
+            } else {
+                Err(StoreError::Conflict)
+            }
         })
         .await
     }
@@ -522,13 +541,18 @@ impl Store for PostgresStore {
 
     async fn purge_expired(&self, now: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.timed(async { self.execute(&self.sql.purge, &[&millis(now), &limit]).await })
+        let now = millis(now);
+        let slot = schema::expiry_slot(now);
+        self.timed(async { self.execute(&self.sql.purge, &[&now, &limit, &slot]).await })
             .await
     }
 
     async fn count_live(&self, now: Timestamp) -> Result<Option<u64>, StoreError> {
         self.timed(async {
-            let rows = self.query(&self.sql.count, &[&millis(now)]).await?;
+            let now = millis(now);
+            let rows = self
+                .query(&self.sql.count, &[&now, &schema::expiry_slot(now)])
+                .await?;
             let live: i64 = rows.first().map_or(0, |row| row.get(0));
             Ok(Some(u64::try_from(live).unwrap_or(0)))
         })
