@@ -1,5 +1,7 @@
 //! The engine: the one place where policy is applied to the store.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,14 +208,40 @@ impl Sessions {
     ///
     /// As [`Sessions::load`].
     pub async fn load_id(&self, id: SessionId) -> Result<Option<Session>, Error> {
+        match self.load_id_now(id) {
+            Loading::Ready(result) => result,
+            Loading::Later(future) => future.await,
+        }
+    }
+
+    /// Loads the session of `id`: at once where the store answers at once
+    /// ([`Store::load_now`]), else through a future that reuses the key computed here.
+    fn load_id_now(&self, id: SessionId) -> Loading<'_> {
         let now = self.now();
         let key = id.key();
-        let Some(record) = self.backend().load(&key, now).await? else {
+        match self.backend().load_now(&key, now) {
+            Some(loaded) => Loading::Ready(self.accept(id, &key, loaded, now)),
+            None => Loading::Later(Box::pin(async move {
+                let loaded = self.backend().load(&key, now).await;
+                self.accept(id, &key, loaded, now)
+            })),
+        }
+    }
+
+    /// The session for what the store answered to a load of `key` at `now`.
+    fn accept(
+        &self,
+        id: SessionId,
+        key: &Key,
+        loaded: Result<Option<Record>, StoreError>,
+        now: Timestamp,
+    ) -> Result<Option<Session>, Error> {
+        let Some(record) = loaded? else {
             return Ok(None);
         };
         // The store already filters dead records; this is the engine's own check of the same
         // invariant, so a backend bug cannot resurrect a session.
-        if record.key != key || !record.is_live(now) {
+        if record.key != *key || !record.is_live(now) {
             return Ok(None);
         }
         let touch_due = now.since(record.last_seen_at) >= self.inner.policy.touch_interval;
@@ -561,6 +589,25 @@ enum Insert {
     },
 }
 
+/// A load that may already be done: what [`Engine::load_now`] returns.
+// Not boxed: the point of `Ready` is to hand the session over without an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Loading<'a> {
+    /// The answer, found without waiting (a memory store; a malformed token).
+    Ready(Result<Option<Session>, Error>),
+    /// The rest of the load, to be awaited.
+    Later(Pin<Box<dyn Future<Output = Result<Option<Session>, Error>> + Send + 'a>>),
+}
+
+impl std::fmt::Debug for Loading<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ready(_) => "Loading::Ready",
+            Self::Later(_) => "Loading::Later",
+        })
+    }
+}
+
 /// Anything that gives a request its session and writes it back: the server-side [`Sessions`]
 /// engine, and the stateless engines of `tessera-token` (encrypted cookie, JWT). The HTTP layer
 /// is written against this trait, so an app switches between them by configuration.
@@ -575,6 +622,14 @@ pub trait Engine: Send + Sync + 'static {
     ///
     /// Only failures that must not be mistaken for "no session" (a store outage).
     async fn load(&self, token: &str) -> Result<Option<Session>, Error>;
+
+    /// [`Engine::load`], answered at once where the engine can ([`Sessions`] over a store
+    /// whose [`Store::load_now`] answers, or a token that is malformed), else the load's
+    /// future. The HTTP layer calls this, so a session held in memory is loaded without a boxed
+    /// future. The default defers to [`Engine::load`].
+    fn load_now<'a>(&'a self, token: &'a str) -> Loading<'a> {
+        Loading::Later(self.load(token))
+    }
 
     /// Writes back what the request did. Afterwards [`Session::issued_token`] is the token to
     /// send the client, if it needs a new one.
@@ -599,6 +654,13 @@ impl Engine for Sessions {
 
     async fn load(&self, token: &str) -> Result<Option<Session>, Error> {
         Sessions::load(self, token).await
+    }
+
+    fn load_now<'a>(&'a self, token: &'a str) -> Loading<'a> {
+        match SessionId::parse(token) {
+            Some(id) => self.load_id_now(id),
+            None => Loading::Ready(Ok(None)),
+        }
     }
 
     async fn commit(&self, session: &mut Session) -> Result<Commit, Error> {

@@ -69,7 +69,7 @@ mod time;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use engine::{Commit, Engine, Sessions};
+pub use engine::{Commit, Engine, Loading, Sessions};
 pub use error::{BoxError, DataError, DecodeError, Error, StoreError};
 pub use id::{ENCODED_LEN, ID_BYTES, Key, SessionId};
 pub use memory::MemoryStore;

@@ -136,7 +136,7 @@ impl Entry {
     }
 
     fn decode(&self) -> Option<Record> {
-        match Record::decode(&self.blob) {
+        match Record::decode_own(&self.blob) {
             Ok(mut record) => {
                 record.last_seen_at = self.last_seen_at;
                 record.idle_deadline = self.idle_deadline;
@@ -310,6 +310,11 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    fn load_live(&self, key: &Key, now: Timestamp) -> Option<Record> {
+        let shard = self.shard(key).read();
+        shard.live(key, now).and_then(Entry::decode)
+    }
+
     fn shard(&self, key: &Key) -> &RwLock<Shard> {
         &self.shards[usize::from(key.as_bytes()[0]) % SHARDS]
     }
@@ -393,8 +398,11 @@ impl Store for MemoryStore {
     }
 
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
-        let shard = self.shard(key).read();
-        Ok(shard.live(key, now).and_then(Entry::decode))
+        Ok(self.load_live(key, now))
+    }
+
+    fn load_now(&self, key: &Key, now: Timestamp) -> Option<Result<Option<Record>, StoreError>> {
+        Some(Ok(self.load_live(key, now)))
     }
 
     async fn update(

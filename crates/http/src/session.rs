@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tessera_core::{
-    ClientInfo, Commit, Engine, Key, Record, Session as CoreSession, SessionId, Timestamp,
+    ClientInfo, Commit, Engine, Key, Loading, Record, Session as CoreSession, SessionId, Timestamp,
 };
 use tokio::sync::Mutex;
 
@@ -196,7 +196,7 @@ impl Session {
     ) -> Result<R, SessionRejection> {
         let mut slot = self.shared.lock_slot().await;
         if matches!(*slot, Slot::Unloaded) {
-            *slot = Slot::Loaded(self.shared.load().await?);
+            self.shared.load_into(&mut slot).await?;
         }
         match &mut *slot {
             Slot::Loaded(loaded) => match loaded.blocked {
@@ -394,7 +394,7 @@ impl Session {
         let engine = self.shared.engine.clone();
         let mut slot = self.shared.lock_slot().await;
         if matches!(*slot, Slot::Unloaded) {
-            *slot = Slot::Loaded(self.shared.load().await?);
+            self.shared.load_into(&mut slot).await?;
         }
         let Slot::Loaded(loaded) = &mut *slot else {
             return Err(SessionRejection::Finished);
@@ -427,7 +427,7 @@ impl Session {
             }
             Err(rejection) => return Err(rejection),
         }
-        Ok(loaded.into_outcome())
+        Ok(loaded.take_outcome())
     }
 
     /// Closes the handle at once when there is nothing to commit (the handler never used the
@@ -439,11 +439,14 @@ impl Session {
         if matches!(&*slot, Slot::Loaded(l) if l.blocked.is_none() && !l.session.is_clean()) {
             return None;
         }
-        Some(match std::mem::replace(&mut *slot, Slot::Finished) {
+        // Read in place and dropped in place: moving the session out would copy it.
+        let finished = match &mut *slot {
             Slot::Unloaded => (Outcome::default(), false),
-            Slot::Loaded(loaded) if loaded.blocked.is_none() => (loaded.into_outcome(), true),
+            Slot::Loaded(loaded) if loaded.blocked.is_none() => (loaded.take_outcome(), true),
             Slot::Loaded(_) | Slot::Finished => (Outcome::default(), true),
-        })
+        };
+        *slot = Slot::Finished;
+        Some(finished)
     }
 }
 
@@ -457,21 +460,63 @@ impl Shared {
         }
     }
 
-    async fn load(&self) -> Result<Loaded, SessionRejection> {
-        let (session, presented_dead) = match &self.token {
-            None => (self.engine.start(self.client.info()), false),
-            Some(token) => match self.engine.load(token.as_str()).await {
-                Ok(Some(session)) => (session, false),
-                Ok(None) => {
-                    tracing::info!(target: TARGET, presented = %token_short(token.as_str()),
-                        "unknown, expired or malformed session token presented; starting a new session");
-                    (self.engine.start(self.client.info()), true)
-                }
-                Err(error) => {
-                    tracing::error!(target: TARGET, %error, "loading the session failed");
-                    return Err(SessionRejection::from_engine(error));
-                }
-            },
+    /// Loads the session into `slot` (which is `Unloaded`), or starts a new one.
+    ///
+    /// The session is several hundred bytes, and every copy of it is a `memcpy` on every
+    /// request that uses its session, so it goes into the slot as directly as the engine allows:
+    /// the part that may wait holds nothing but the engine's future across the wait (a session
+    /// held there would also make the handler's future, which axum boxes, that much larger).
+    async fn load_into(&self, slot: &mut Slot) -> Result<(), SessionRejection> {
+        if let Some(later) = self.load_now_into(slot)? {
+            let loaded = later.await;
+            self.settle(slot, loaded)?;
+        }
+        Ok(())
+    }
+
+    /// Fills `slot` if that needs no waiting; else gives back the engine's load to await.
+    fn load_now_into<'a>(
+        &'a self,
+        slot: &mut Slot,
+    ) -> Result<Option<LoadFuture<'a>>, SessionRejection> {
+        let Some(token) = &self.token else {
+            *slot = Slot::Loaded(Loaded::new(self.engine.start(self.client.info()), false));
+            self.check_csrf(slot);
+            return Ok(None);
+        };
+        match self.engine.load_now(token.as_str()) {
+            Loading::Ready(loaded) => self.settle(slot, loaded).map(|()| None),
+            Loading::Later(later) => Ok(Some(later)),
+        }
+    }
+
+    /// Puts what the engine loaded for the presented token into `slot`.
+    fn settle(
+        &self,
+        slot: &mut Slot,
+        loaded: Result<Option<CoreSession>, tessera_core::Error>,
+    ) -> Result<(), SessionRejection> {
+        *slot = Slot::Loaded(match loaded {
+            Ok(Some(session)) => Loaded::new(session, false),
+            Ok(None) => {
+                let token = self.token.as_ref().map_or("", Token::as_str);
+                tracing::info!(target: TARGET, presented = %token_short(token),
+                    "unknown, expired or malformed session token presented; starting a new session");
+                Loaded::new(self.engine.start(self.client.info()), true)
+            }
+            Err(error) => {
+                tracing::error!(target: TARGET, %error, "loading the session failed");
+                return Err(SessionRejection::from_engine(error));
+            }
+        });
+        self.check_csrf(slot);
+        Ok(())
+    }
+
+    /// Applies the request's CSRF verdict to the session just put in `slot`.
+    fn check_csrf(&self, slot: &mut Slot) {
+        let Slot::Loaded(loaded) = slot else {
+            return;
         };
         let blocked = if self.exempt.load(Ordering::Acquire) {
             None
@@ -481,26 +526,36 @@ impl Shared {
                 Verdict::Failed(reason) => Some(*reason),
                 Verdict::NeedsToken(None) => Some(CsrfFailure::MissingToken),
                 Verdict::NeedsToken(Some(token)) => {
-                    (!csrf::verify(session.csrf_secret(), token)).then_some(CsrfFailure::BadToken)
+                    (!csrf::verify(loaded.session.csrf_secret(), token))
+                        .then_some(CsrfFailure::BadToken)
                 }
             }
         };
         if let Some(reason) = blocked {
-            tracing::warn!(target: TARGET, session = %short(&session), %reason, "CSRF check failed");
+            tracing::warn!(target: TARGET, session = %short(&loaded.session), %reason, "CSRF check failed");
         }
-        Ok(Loaded {
-            session,
-            blocked,
-            presented_dead,
-            outcome: Outcome::default(),
-        })
+        loaded.blocked = blocked;
     }
 }
 
+/// The part of a load that waits for the store.
+type LoadFuture<'a> = std::pin::Pin<
+    Box<dyn Future<Output = Result<Option<CoreSession>, tessera_core::Error>> + Send + 'a>,
+>;
+
 impl Loaded {
+    fn new(session: CoreSession, presented_dead: bool) -> Self {
+        Self {
+            session,
+            blocked: None,
+            presented_dead,
+            outcome: Outcome::default(),
+        }
+    }
+
     /// What the client must be told once the commits are done.
-    fn into_outcome(self) -> Outcome {
-        let mut outcome = self.outcome;
+    fn take_outcome(&mut self) -> Outcome {
+        let mut outcome = std::mem::take(&mut self.outcome);
         if self.presented_dead && !outcome.touches_client() && self.session.is_new() {
             // The client holds a token nobody knows: make it forget it.
             outcome.clear = true;
