@@ -98,10 +98,7 @@ pub(crate) fn locate_session_cookie<'h>(
         let bytes = value.as_bytes();
         let mut start = 0;
         while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b';')
-                .map_or(bytes.len(), |i| start + i);
+            let end = find_byte(&bytes[start..], b';').map_or(bytes.len(), |i| start + i);
             let pair = trim_ows(&bytes[start..end], start);
             start = end + 1;
             let Some(eq) = bytes[pair.clone()].iter().position(|&b| b == b'=') else {
@@ -123,6 +120,29 @@ pub(crate) fn locate_session_cookie<'h>(
         return Err(CookieError::Duplicate);
     }
     Ok(found)
+}
+
+/// The position of the first `needle` in `haystack`, eight bytes at a time: the scan for `;`
+/// runs over every `Cookie` header of every request that carries one.
+fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut words = haystack.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("chunks of 8"));
+        // A zero byte of `x` marks a match. The lowest flagged byte is the first zero byte
+        // (a borrow can only flag bytes above a real zero), so the first match is exact.
+        let x = word ^ pattern;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(offset + zeros.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    let rest = words.remainder();
+    rest.iter().position(|&b| b == needle).map(|i| offset + i)
 }
 
 /// The range of `bytes` (which starts at `offset` of its header value) without leading and
@@ -247,6 +267,21 @@ mod tests {
             let located = locate_session_cookie(&h, "s", 8192)
                 .map(|found| found.map(|(value, range)| value.as_bytes()[range].to_vec()));
             proptest::prop_assert_eq!(located, reference(&values, "s"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_byte_finds_the_first_occurrence(
+            haystack in proptest::collection::vec(
+                proptest::sample::select(b";;a=\x00\xff\x3a\x3c\xbb".to_vec()),
+                0..40,
+            ),
+        ) {
+            proptest::prop_assert_eq!(
+                find_byte(&haystack, b';'),
+                haystack.iter().position(|&b| b == b';')
+            );
         }
     }
 

@@ -256,10 +256,10 @@ fn respond<B>(
     }
     if matches!(config.transport, Transport::Cookie) {
         if after.checked {
-            append_vary(headers, "origin, sec-fetch-site");
+            append_vary(headers, VARY_CSRF);
         }
         if loaded {
-            append_vary(headers, "cookie");
+            append_vary(headers, VARY_COOKIE);
         }
     }
     response
@@ -426,14 +426,18 @@ pub(crate) fn set_cookie(
     out
 }
 
-fn append_vary(headers: &mut HeaderMap, value: &'static str) {
-    headers.append(header::VARY, HeaderValue::from_static(value));
+fn append_vary(headers: &mut HeaderMap, value: HeaderValue) {
+    headers.append(header::VARY, value);
 }
+
+/// Built once: `from_static` checks its text on every call when not in a constant.
+const VARY_COOKIE: HeaderValue = HeaderValue::from_static("cookie");
+const VARY_CSRF: HeaderValue = HeaderValue::from_static("origin, sec-fetch-site");
 
 fn reject<B>(rejection: &SessionRejection, vary: bool) -> Response<ResponseBody<B>> {
     let mut response = rejection.to_response().map(Either::Right);
     if vary {
-        append_vary(response.headers_mut(), "origin, sec-fetch-site");
+        append_vary(response.headers_mut(), VARY_CSRF);
     }
     response
 }
