@@ -15,8 +15,8 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tessera_core::{
-    Capabilities, ClientInfo, Commit, Engine, Error, Key, Policy, Record, Session, Sessions, Store,
-    StoreError, Timestamp,
+    Capabilities, ClientInfo, Commit, Engine, Error, Key, Loading, Policy, Record, Session,
+    Sessions, Store, StoreError, Timestamp,
 };
 
 use crate::state::AppState;
@@ -183,6 +183,25 @@ impl Engine for MeteredEngine {
         Ok(loaded)
     }
 
+    fn load_now<'a>(&'a self, token: &'a str) -> Loading<'a> {
+        // The memory store answers without a future; count what either path finds.
+        match self.sessions.load_now(token) {
+            Loading::Ready(loaded) => {
+                if matches!(loaded, Ok(None)) {
+                    count_unknown_session();
+                }
+                Loading::Ready(loaded)
+            }
+            Loading::Later(rest) => Loading::Later(Box::pin(async move {
+                let loaded = rest.await?;
+                if loaded.is_none() {
+                    count_unknown_session();
+                }
+                Ok(loaded)
+            })),
+        }
+    }
+
     async fn commit(&self, session: &mut Session) -> Result<Commit, Error> {
         let commit = self.sessions.commit(session).await?;
         count_commit(commit);
@@ -259,6 +278,14 @@ impl Store for MeteredStore {
 
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         timed(&self.load, self.inner.load(key, now)).await
+    }
+
+    fn load_now(&self, key: &Key, now: Timestamp) -> Option<Result<Option<Record>, StoreError>> {
+        // An in-process store answers without waiting; timed like the async path.
+        let started = Instant::now();
+        let out = self.inner.load_now(key, now)?;
+        self.load.record(started.elapsed().as_secs_f64());
+        Some(out)
     }
 
     async fn update(
