@@ -298,7 +298,14 @@ async fn drive(mut stream: Box<dyn Stream>, mut queue: mpsc::UnboundedReceiver<R
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut open = true;
+    // Whether a request just woke the task: it then lets the other ready tasks run before
+    // writing, so their requests go out in the same write. (Without that, the runtime runs a
+    // task it has just woken next, and every request got a system call of its own.)
+    let mut woken = false;
     let failure = 'serve: loop {
+        if std::mem::take(&mut woken) {
+            tokio::task::yield_now().await;
+        }
         while let Ok(mut request) = queue.try_recv() {
             out.extend_from_slice(request.command.finish());
             waiting.push_back(request.reply);
@@ -342,6 +349,7 @@ async fn drive(mut stream: Box<dyn Stream>, mut queue: mpsc::UnboundedReceiver<R
                 Some(mut request) => {
                     out.extend_from_slice(request.command.finish());
                     waiting.push_back(request.reply);
+                    woken = true;
                 }
                 None => open = false,
             },

@@ -27,6 +27,9 @@ use crate::value;
 /// flight at once.
 const FAN_OUT: usize = 32;
 
+/// How many consecutive requests go to one pooled connection before the next takes over.
+const RUN: usize = 16;
+
 /// The latest time any deadline is written as (the last millisecond of the year 9999): keeps
 /// every number the scripts compare exact in Lua's doubles and valid for `PEXPIREAT`.
 const MAX_MILLIS: u64 = 253_402_300_799_999;
@@ -251,10 +254,12 @@ impl RedisStore {
         let limit = self.options.operation_timeout;
         match &self.conn {
             Conn::Single { pool, next } => {
+                // Runs of consecutive requests share a connection, so that requests made
+                // together leave in one write; the runs still spread over every connection.
                 let i = if pool.len() == 1 {
                     0
                 } else {
-                    next.fetch_add(1, Ordering::Relaxed) % pool.len()
+                    next.fetch_add(1, Ordering::Relaxed) / RUN % pool.len()
                 };
                 match pool[i].call(command, limit).await {
                     Ok(Ok(reply)) => Ok(reply),
