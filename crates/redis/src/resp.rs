@@ -86,8 +86,7 @@ impl Command {
     /// Appends a number as its decimal digits.
     pub(crate) fn int(&mut self, value: u64) -> &mut Self {
         let mut digits = [0u8; 20];
-        let len = decimal(&mut digits, value);
-        self.arg(&digits[20 - len..])
+        self.arg(decimal(&mut digits, value))
     }
 
     /// The arguments so far, for a driver that takes them one by one (the cluster client).
@@ -102,8 +101,9 @@ impl Command {
         let mut header = [0u8; HEADER_ROOM];
         header[0] = b'*';
         let mut digits = [0u8; 20];
-        let len = decimal(&mut digits, self.args as u64);
-        header[1..=len].copy_from_slice(&digits[20 - len..]);
+        let count = decimal(&mut digits, self.args as u64);
+        let len = count.len();
+        header[1..=len].copy_from_slice(count);
         header[len + 1..len + 3].copy_from_slice(b"\r\n");
         let used = len + 3;
         let start = HEADER_ROOM - used;
@@ -131,22 +131,22 @@ impl<'a> Iterator for Args<'a> {
     }
 }
 
-fn decimal(out: &mut [u8; 20], mut value: u64) -> usize {
+/// The decimal digits of `value`, written at the end of `out`.
+pub(crate) fn decimal(out: &mut [u8; 20], mut value: u64) -> &[u8] {
     let mut i = 20;
     loop {
         i -= 1;
         out[i] = b'0' + (value % 10) as u8;
         value /= 10;
         if value == 0 {
-            return 20 - i;
+            return &out[i..];
         }
     }
 }
 
 fn push_decimal(buf: &mut Vec<u8>, value: u64) {
     let mut digits = [0u8; 20];
-    let len = decimal(&mut digits, value);
-    buf.extend_from_slice(&digits[20 - len..]);
+    buf.extend_from_slice(decimal(&mut digits, value));
 }
 
 /// Parses the first reply in `buf`: `Ok(Some((reply, bytes used)))`, `Ok(None)` if it is not
@@ -352,6 +352,13 @@ mod tests {
             }
             wire.extend_from_slice(&tail);
             prop_assert_eq!(parse(&wire), Ok(Some((reply, whole))));
+        }
+
+        #[test]
+        fn decimal_digits_are_the_number_s(value in any::<u64>()) {
+            let mut buffer = [0u8; 20];
+            let expected = value.to_string();
+            prop_assert_eq!(decimal(&mut buffer, value), expected.as_bytes());
         }
 
         #[test]

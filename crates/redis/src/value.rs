@@ -59,10 +59,11 @@ pub(crate) fn digits(value: u64, width: usize) -> Vec<u8> {
 }
 
 fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let text = value.to_string();
+    let mut buffer = [0u8; 20];
+    let text = crate::resp::decimal(&mut buffer, value);
     debug_assert!(text.len() <= width, "{value} does not fit {width} digits");
     out.extend(std::iter::repeat_n(b'0', width.saturating_sub(text.len())));
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(text);
 }
 
 /// The record stored under `key`, with the header's idle deadline and last-seen time laid
