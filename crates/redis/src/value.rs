@@ -38,8 +38,8 @@ pub(crate) fn encode(record: &Record, clamp: impl Fn(Timestamp) -> u64) -> Optio
     if subject.len() > MAX_SUBJECT {
         return None;
     }
-    let blob = record.encode();
-    let mut value = Vec::with_capacity(HEADER + subject.len() + blob.len());
+    // The record is appended in place: about 256 bytes is typical, the Vec grows if not.
+    let mut value = Vec::with_capacity(HEADER + subject.len() + 256);
     push_digits(&mut value, record.version, VERSION.len());
     push_digits(&mut value, clamp(record.idle_deadline), IDLE.len());
     push_digits(&mut value, clamp(record.absolute_deadline), ABSOLUTE.len());
@@ -47,7 +47,7 @@ pub(crate) fn encode(record: &Record, clamp: impl Fn(Timestamp) -> u64) -> Optio
     value.push(if record.subject.is_some() { b'1' } else { b'0' });
     push_digits(&mut value, subject.len() as u64, SUBJECT_LEN.len());
     value.extend_from_slice(subject.as_bytes());
-    value.extend_from_slice(&blob);
+    record.encode_into(&mut value);
     Some(value)
 }
 
