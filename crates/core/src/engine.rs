@@ -208,10 +208,14 @@ impl Sessions {
     ///
     /// As [`Sessions::load`].
     pub async fn load_id(&self, id: SessionId) -> Result<Option<Session>, Error> {
-        match self.load_id_now(id) {
-            Loading::Ready(result) => result,
-            Loading::Later(future) => future.await,
-        }
+        // Awaited in place: no boxed future (that is only for `Engine::load_now`'s callers).
+        let now = self.now();
+        let key = id.key();
+        let loaded = match self.backend().load_now(&key, now) {
+            Some(loaded) => loaded,
+            None => self.backend().load(&key, now).await,
+        };
+        self.accept(id, &key, loaded, now)
     }
 
     /// Loads the session of `id`: at once where the store answers at once
