@@ -122,7 +122,14 @@ impl Server {
             .await
             .expect("the server printed its banner in time");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let base = base.expect("a listen address in the banner");
+        let Some(base) = base else {
+            // The server stopped before serving: say why (its stderr, never a token there).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let said = logs.lock().unwrap().join("\n");
+            panic!(
+                "no listen address in the banner for {store}; stdout: {banner_lines:?}; stderr:\n{said}"
+            );
+        };
         Self {
             child,
             base,
