@@ -9,15 +9,21 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq as _;
 
-/// A new random API key: 256 bits from the OS CSPRNG, base64url (43 characters).
+/// A new random API key: 256 bits from the OS CSPRNG, base64url (43 characters), never
+/// starting with `-` (one draw in 64 would, and `--api-key -xyz` then reads as a flag).
 ///
 /// # Errors
 ///
 /// The OS random number generator failed.
 pub(crate) fn generate() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).context("the OS random number generator failed")?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    loop {
+        getrandom::fill(&mut bytes).context("the OS random number generator failed")?;
+        // The first character is the top six bits of the first byte; 62 is `-`.
+        if bytes[0] >> 2 != 62 {
+            return Ok(URL_SAFE_NO_PAD.encode(bytes));
+        }
+    }
 }
 
 /// Where the key in use came from (for the start-up banner).
@@ -91,6 +97,12 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_ne!(a, generate().unwrap());
         assert!(crate::config::check_api_key(&a).is_ok());
+    }
+
+    #[test]
+    fn generated_keys_never_start_with_a_dash() {
+        // Without the redraw, about 31 of 2,000 keys would.
+        assert!((0..2000).all(|_| !generate().unwrap().starts_with('-')));
     }
 
     #[test]

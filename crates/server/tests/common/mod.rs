@@ -81,7 +81,8 @@ impl Server {
         let mut injected = None;
         if !configured && store != "sqlite" && !store.starts_with("sqlite:") {
             let key = test_api_key();
-            cmd.args(["--api-key", &key]);
+            // `=`: a key may start with `-`, which would otherwise read as a flag.
+            cmd.arg(format!("--api-key={key}"));
             injected = Some(key);
         }
         let mut child = cmd.spawn().expect("start tessera");
