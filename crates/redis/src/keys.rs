@@ -60,12 +60,17 @@ impl Keys {
     }
 }
 
+/// Lower-case hex of up to 32 bytes, appended in one piece (a `push` per digit cost more than
+/// the rest of building the name).
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut digits = [0u8; 64];
+    let bytes = &bytes[..bytes.len().min(32)];
+    for (pair, b) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
+    out.push_str(std::str::from_utf8(&digits[..2 * bytes.len()]).expect("hex digits are ASCII"));
 }
 
 /// The Redis Cluster slot of a key name (CRC16/XMODEM of the hash tag, or of the whole name
@@ -108,6 +113,8 @@ mod tests {
         let name = keys.session(&key);
         assert!(name.starts_with("app:{") && name.ends_with("}:r2"));
         assert_eq!(name.len(), "app:{}:r2".len() + 64);
+        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(name, format!("app:{{{hex}}}:r2"));
         let subject = keys.subject("alice");
         assert!(subject.starts_with("app:{") && subject.ends_with("}:s"));
         assert!(!subject.contains("alice"));

@@ -304,7 +304,9 @@ impl RedisStore {
         args: impl Fn(&mut Command) + Send + Sync,
     ) -> Result<T, StoreError> {
         let build = |name: &str, body: &str| {
-            let mut command = Command::new(name);
+            // Room for a script call carrying a typical session value (header, record with a
+            // small data map), so that building it does not grow the buffer.
+            let mut command = Command::with_capacity(name, 640 + body.len());
             command.arg(body.as_bytes()).int(keys.len() as u64);
             for key in keys {
                 command.arg(key);

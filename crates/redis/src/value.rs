@@ -40,30 +40,57 @@ pub(crate) fn encode(record: &Record, clamp: impl Fn(Timestamp) -> u64) -> Optio
     }
     // The record is appended in place: about 256 bytes is typical, the Vec grows if not.
     let mut value = Vec::with_capacity(HEADER + subject.len() + 256);
-    push_digits(&mut value, record.version, VERSION.len());
-    push_digits(&mut value, clamp(record.idle_deadline), IDLE.len());
-    push_digits(&mut value, clamp(record.absolute_deadline), ABSOLUTE.len());
-    push_digits(&mut value, clamp(record.last_seen_at), LAST_SEEN.len());
-    value.push(if record.subject.is_some() { b'1' } else { b'0' });
-    push_digits(&mut value, subject.len() as u64, SUBJECT_LEN.len());
+    value.resize(HEADER, b'0');
+    put_digits(&mut value[VERSION], record.version);
+    put_digits(&mut value[IDLE], clamp(record.idle_deadline));
+    put_digits(&mut value[ABSOLUTE], clamp(record.absolute_deadline));
+    put_digits(&mut value[LAST_SEEN], clamp(record.last_seen_at));
+    value[HAS_SUBJECT] = if record.subject.is_some() { b'1' } else { b'0' };
+    put_digits(&mut value[SUBJECT_LEN], subject.len() as u64);
     value.extend_from_slice(subject.as_bytes());
     record.encode_into(&mut value);
     Some(value)
 }
 
-/// `value` zero-padded to `width` decimal digits (as the scripts compare and write them).
-pub(crate) fn digits(value: u64, width: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(width);
-    push_digits(&mut out, value, width);
-    out
+/// `value` zero-padded to `width` (at most 20) decimal digits, as the scripts compare and
+/// write them; kept on the stack.
+pub(crate) fn digits(value: u64, width: usize) -> Digits {
+    let mut digits = Digits {
+        buffer: [b'0'; 20],
+        width: width.min(20),
+    };
+    put_digits(&mut digits.buffer[..digits.width], value);
+    digits
 }
 
-fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+/// The text [`digits`] makes.
+pub(crate) struct Digits {
+    buffer: [u8; 20],
+    width: usize,
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buffer[..self.width]
+    }
+}
+
+/// Writes `value` right-aligned into `field`, zero-padded (the field is as wide as the header
+/// says; a value too wide for it keeps its lowest digits, which `debug_assert` catches).
+fn put_digits(field: &mut [u8], value: u64) {
     let mut buffer = [0u8; 20];
     let text = crate::resp::decimal(&mut buffer, value);
-    debug_assert!(text.len() <= width, "{value} does not fit {width} digits");
-    out.extend(std::iter::repeat_n(b'0', width.saturating_sub(text.len())));
-    out.extend_from_slice(text);
+    debug_assert!(
+        text.len() <= field.len(),
+        "{value} does not fit {} digits",
+        field.len()
+    );
+    let text = &text[text.len().saturating_sub(field.len())..];
+    let pad = field.len() - text.len();
+    field[..pad].fill(b'0');
+    field[pad..].copy_from_slice(text);
 }
 
 /// The record stored under `key`, with the header's idle deadline and last-seen time laid
@@ -73,14 +100,14 @@ pub(crate) fn decode(key: &Key, value: &[u8]) -> Result<Record, &'static str> {
         return Err("shorter than the header");
     }
     let number = |range: std::ops::Range<usize>| -> Result<u64, &'static str> {
-        let field = &value[range];
-        if !field.iter().all(u8::is_ascii_digit) {
-            return Err("non-numeric header field");
-        }
-        std::str::from_utf8(field)
-            .ok()
-            .and_then(|digits| digits.parse().ok())
-            .ok_or("header field out of range")
+        value[range].iter().try_fold(0u64, |n, &b| {
+            if !b.is_ascii_digit() {
+                return Err("non-numeric header field");
+            }
+            n.checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(b - b'0')))
+                .ok_or("header field out of range")
+        })
     };
     let version = number(VERSION)?;
     let idle = number(IDLE)?;
@@ -122,10 +149,7 @@ mod tests {
             record.version = 7;
             let value = encode(&record, millis).unwrap();
             assert_eq!(&value[VERSION], b"00000000000000000007");
-            assert_eq!(
-                &value[IDLE],
-                digits(record.idle_deadline.as_millis(), 15).as_slice()
-            );
+            assert_eq!(&value[IDLE], &*digits(record.idle_deadline.as_millis(), 15));
             assert_eq!(
                 value[HAS_SUBJECT],
                 if subject.is_some() { b'1' } else { b'0' }
@@ -142,7 +166,7 @@ mod tests {
         let record = fresh_record(Some("alice"));
         let mut value = encode(&record, millis).unwrap();
         // What the touch script does: one SETRANGE over idle, absolute, last seen.
-        let patch = [digits(123, 15), value[ABSOLUTE].to_vec(), digits(45, 15)].concat();
+        let patch = [&*digits(123, 15), &value[ABSOLUTE], &*digits(45, 15)].concat();
         value[IDLE.start..LAST_SEEN.end].copy_from_slice(&patch);
         let touched = decode(&record.key, &value).unwrap();
         assert_eq!(touched.idle_deadline, Timestamp::from_millis(123));
@@ -167,6 +191,28 @@ mod tests {
         let mut other_version = value.clone();
         other_version[VERSION.end - 1] = b'9';
         assert!(decode(&record.key, &other_version).is_err());
+    }
+
+    #[test]
+    fn digits_are_zero_padded_to_their_width() {
+        assert_eq!(&*digits(0, 5), b"00000");
+        assert_eq!(&*digits(42, 5), b"00042");
+        assert_eq!(&*digits(99_999, 5), b"99999");
+        assert_eq!(&*digits(u64::MAX, 20), u64::MAX.to_string().as_bytes());
+        for value in [1, 9, 10, 99, 100, 1_733_000_000_000, 999_999_999_999_999] {
+            assert_eq!(&*digits(value, 15), format!("{value:015}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_version_beyond_u64_is_refused() {
+        let record = fresh_record(None);
+        let mut value = encode(&record, millis).unwrap();
+        value[VERSION].copy_from_slice(b"99999999999999999999");
+        assert_eq!(
+            decode(&record.key, &value).err(),
+            Some("header field out of range")
+        );
     }
 
     #[test]
