@@ -8,14 +8,19 @@
 //! its place in that order: its reply is read and dropped, so replies never shift.
 //!
 //! When the socket fails, every request on it fails with [`ConnError::Lost`] and the next
-//! request opens a new socket (one at a time: concurrent callers wait for that one). A caller
-//! whose request timed out resets the connection it used, so a server that stops answering
-//! without closing the socket is not waited on forever.
+//! request opens a new socket (one at a time: concurrent callers wait for that one).
+//!
+//! Timeouts are the task's: every request carries its deadline, and when the oldest request
+//! still waiting passes its deadline, every request on the socket fails with
+//! [`ConnError::TimedOut`] and the socket is dropped, so a server that stops answering without
+//! closing the socket is never waited on past the timeout. Requests are answered in order and
+//! share one timeout, so the oldest has the earliest deadline: one timer per socket, re-armed
+//! only when it fires, does what a timer per request did (which cost about as much as the rest
+//! of the request's trip through this module).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -24,6 +29,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use crate::resp::{self, Command, ProtocolError, Reply};
 
@@ -63,6 +69,9 @@ pub(crate) enum ConnError {
     /// The server sent something that is not RESP2.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// No reply within the timeout; the socket was dropped.
+    #[error("Redis did not answer in time")]
+    TimedOut,
 }
 
 impl ConnError {
@@ -75,74 +84,65 @@ impl ConnError {
 struct Request {
     command: Command,
     reply: oneshot::Sender<Result<Reply, ConnError>>,
+    /// When the caller stops waiting for the reply.
+    deadline: Instant,
 }
 
 /// The task serving the current socket.
 struct Live {
     requests: mpsc::UnboundedSender<Request>,
     task: AbortHandle,
-    id: u64,
 }
 
 /// One pipelined connection that reopens itself.
 pub(crate) struct Connection {
     endpoint: Arc<Endpoint>,
+    /// How long a request may wait for its reply (the store's operation timeout).
+    timeout: Duration,
     live: Mutex<Option<Live>>,
     /// Held while a socket is being opened, so only one caller opens it.
     opening: tokio::sync::Mutex<()>,
-    next_id: AtomicU64,
 }
 
 impl Connection {
-    pub(crate) fn new(endpoint: Arc<Endpoint>) -> Self {
+    pub(crate) fn new(endpoint: Arc<Endpoint>, timeout: Duration) -> Self {
         Self {
             endpoint,
+            timeout,
             live: Mutex::new(None),
             opening: tokio::sync::Mutex::new(()),
-            next_id: AtomicU64::new(1),
         }
     }
 
     /// Sends `command` and waits for its reply, opening a socket first if there is none.
-    /// Never longer than `timeout` (after which the socket used is reset).
-    pub(crate) async fn call(
-        &self,
-        command: Command,
-        timeout: Duration,
-    ) -> Result<Result<Reply, ConnError>, Elapsed> {
-        let mut used = 0;
-        let outcome = tokio::time::timeout(timeout, self.call_inner(command, &mut used)).await;
-        if outcome.is_err() && used != 0 {
-            self.reset(used);
-        }
-        outcome.map_err(|_| Elapsed)
-    }
-
-    async fn call_inner(&self, command: Command, used: &mut u64) -> Result<Reply, ConnError> {
+    /// Never longer than the connection's timeout (after which the socket is dropped).
+    pub(crate) async fn call(&self, command: Command) -> Result<Reply, ConnError> {
+        let deadline = Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
-        let mut request = Request { command, reply };
+        let mut request = Request {
+            command,
+            reply,
+            deadline,
+        };
         for _ in 0..2 {
             match self.send(request) {
-                Ok(id) => {
-                    *used = id;
-                    return answer.await.unwrap_or(Err(ConnError::Lost(None)));
-                }
+                Ok(()) => return answer.await.unwrap_or(Err(ConnError::Lost(None))),
                 Err(back) => request = back,
             }
-            self.open().await?;
+            // Rare (the first request, or the first after a failure): a timer of its own.
+            match tokio::time::timeout_at(deadline, self.open()).await {
+                Ok(opened) => opened?,
+                Err(_) => return Err(ConnError::TimedOut),
+            }
         }
         Err(ConnError::Lost(None))
     }
 
     /// Queues the request on the current socket; gives it back if there is none.
-    fn send(&self, request: Request) -> Result<u64, Request> {
+    fn send(&self, request: Request) -> Result<(), Request> {
         let live = self.live.lock();
         match live.as_ref() {
-            Some(live) => live
-                .requests
-                .send(request)
-                .map(|()| live.id)
-                .map_err(|error| error.0),
+            Some(live) => live.requests.send(request).map_err(|error| error.0),
             None => Err(request),
         }
     }
@@ -161,21 +161,10 @@ impl Connection {
         let stream = connect(&self.endpoint).await?;
         let (requests, queue) = mpsc::unbounded_channel();
         let task = tokio::spawn(drive(stream, queue)).abort_handle();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if let Some(old) = self.live.lock().replace(Live { requests, task, id }) {
+        if let Some(old) = self.live.lock().replace(Live { requests, task }) {
             old.task.abort();
         }
         Ok(())
-    }
-
-    /// Drops the socket `id` if it is still the current one (its server stopped answering).
-    fn reset(&self, id: u64) {
-        let mut live = self.live.lock();
-        if live.as_ref().is_some_and(|live| live.id == id) {
-            if let Some(old) = live.take() {
-                old.task.abort();
-            }
-        }
     }
 }
 
@@ -186,10 +175,6 @@ impl Drop for Connection {
         }
     }
 }
-
-/// The operation timed out.
-#[derive(Debug)]
-pub(crate) struct Elapsed;
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -291,10 +276,10 @@ async fn handshake(stream: &mut Box<dyn Stream>, endpoint: &Endpoint) -> Result<
 }
 
 /// Serves one socket: writes queued commands, reads replies, answers in order. Ends when the
-/// socket fails (failing every request still waiting) or when the connection is dropped and
-/// nothing is waiting.
+/// socket fails or the oldest waiting request passes its deadline (failing every request still
+/// waiting), or when the connection is dropped and nothing is waiting.
 async fn drive(mut stream: Box<dyn Stream>, mut queue: mpsc::UnboundedReceiver<Request>) {
-    let mut waiting: VecDeque<oneshot::Sender<Result<Reply, ConnError>>> = VecDeque::new();
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut open = true;
@@ -302,19 +287,42 @@ async fn drive(mut stream: Box<dyn Stream>, mut queue: mpsc::UnboundedReceiver<R
     // writing, so their requests go out in the same write. (Without that, the runtime runs a
     // task it has just woken next, and every request got a system call of its own.)
     let mut woken = false;
+    // Never later than the oldest waiting request's deadline while armed: set to the deadline
+    // of the request that was oldest when it was armed, and re-armed when it fires early.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed = false;
     let failure = 'serve: loop {
         if std::mem::take(&mut woken) {
             tokio::task::yield_now().await;
         }
-        while let Ok(mut request) = queue.try_recv() {
-            out.extend_from_slice(request.command.finish());
-            waiting.push_back(request.reply);
+        while let Ok(request) = queue.try_recv() {
+            push(&mut out, &mut waiting, request);
+        }
+        if !armed {
+            if let Some(oldest) = waiting.front() {
+                timer.as_mut().reset(oldest.deadline);
+                armed = true;
+            }
         }
         if !out.is_empty() {
-            if let Err(error) = stream.write_all(&out).await {
-                break ConnError::Lost(Some(error));
-            }
-            if let Err(error) = stream.flush().await {
+            let write = async {
+                stream.write_all(&out).await?;
+                stream.flush().await
+            };
+            tokio::pin!(write);
+            let written = loop {
+                tokio::select! {
+                    biased;
+                    written = &mut write => break written,
+                    () = &mut timer, if armed => {
+                        if let Err(error) = check(&waiting, timer.as_mut(), &mut armed) {
+                            break 'serve error;
+                        }
+                    }
+                }
+            };
+            if let Err(error) = written {
                 break ConnError::Lost(Some(error));
             }
             out.clear();
@@ -335,7 +343,7 @@ async fn drive(mut stream: Box<dyn Stream>, mut queue: mpsc::UnboundedReceiver<R
                             input.advance(used);
                             match waiting.pop_front() {
                                 // A caller that gave up has dropped its receiver: fine.
-                                Some(caller) => drop(caller.send(Ok(reply))),
+                                Some(caller) => drop(caller.reply.send(Ok(reply))),
                                 None => break 'serve ProtocolError::unasked().into(),
                             }
                         }
@@ -346,28 +354,70 @@ async fn drive(mut stream: Box<dyn Stream>, mut queue: mpsc::UnboundedReceiver<R
                 Err(error) => break ConnError::Lost(Some(error)),
             },
             request = queue.recv(), if open => match request {
-                Some(mut request) => {
-                    out.extend_from_slice(request.command.finish());
-                    waiting.push_back(request.reply);
+                Some(request) => {
+                    push(&mut out, &mut waiting, request);
                     woken = true;
                 }
                 None => open = false,
             },
+            () = &mut timer, if armed => {
+                if let Err(error) = check(&waiting, timer.as_mut(), &mut armed) {
+                    break error;
+                }
+            }
         }
     };
     tracing::debug!(error = %failure, "Redis connection closed");
+    let answer = || match failure {
+        ConnError::TimedOut => ConnError::TimedOut,
+        _ => ConnError::Lost(None),
+    };
     queue.close();
     while let Ok(request) = queue.try_recv() {
-        waiting.push_back(request.reply);
+        drop(request.reply.send(Err(answer())));
     }
     for caller in waiting {
-        drop(caller.send(Err(ConnError::Lost(None))));
+        drop(caller.reply.send(Err(answer())));
+    }
+}
+
+/// A request written to the socket, waiting for its reply.
+struct Waiting {
+    reply: oneshot::Sender<Result<Reply, ConnError>>,
+    deadline: Instant,
+}
+
+fn push(out: &mut Vec<u8>, waiting: &mut VecDeque<Waiting>, mut request: Request) {
+    out.extend_from_slice(request.command.finish());
+    waiting.push_back(Waiting {
+        reply: request.reply,
+        deadline: request.deadline,
+    });
+}
+
+/// The timer fired: fails if the oldest waiting request is past its deadline; else re-arms the
+/// timer for it, or disarms it when nothing waits.
+fn check(
+    waiting: &VecDeque<Waiting>,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    armed: &mut bool,
+) -> Result<(), ConnError> {
+    match waiting.front() {
+        Some(oldest) if oldest.deadline <= Instant::now() => Err(ConnError::TimedOut),
+        Some(oldest) => {
+            timer.reset(oldest.deadline);
+            Ok(())
+        }
+        None => {
+            *armed = false;
+            Ok(())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Instant;
 
     use tokio::net::TcpListener;
@@ -426,14 +476,17 @@ mod tests {
             }
         }
 
-        fn connection(&self) -> Connection {
-            Connection::new(Arc::new(Endpoint {
-                addr: Addr::Tcp("127.0.0.1".into(), self.port),
-                username: None,
-                password: None,
-                db: 0,
-                connect_timeout: Duration::from_secs(2),
-            }))
+        fn connection(&self, timeout: Duration) -> Connection {
+            Connection::new(
+                Arc::new(Endpoint {
+                    addr: Addr::Tcp("127.0.0.1".into(), self.port),
+                    username: None,
+                    password: None,
+                    db: 0,
+                    connect_timeout: Duration::from_secs(2),
+                }),
+                timeout,
+            )
         }
     }
 
@@ -448,12 +501,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_concurrent_requests_each_get_their_own_reply_over_one_socket() {
         let fake = Fake::start().await;
-        let conn = Arc::new(fake.connection());
+        let conn = Arc::new(fake.connection(LONG));
         let calls = (0..500).map(|i| {
             let conn = Arc::clone(&conn);
             tokio::spawn(async move {
                 let word = format!("w{i}");
-                let reply = conn.call(echo(&word), LONG).await.unwrap().unwrap();
+                let reply = conn.call(echo(&word)).await.unwrap();
                 assert_eq!(reply, Reply::Bulk(word.into_bytes()));
             })
         });
@@ -466,21 +519,44 @@ mod tests {
     #[tokio::test]
     async fn a_server_that_stops_answering_times_out_and_a_new_socket_is_opened() {
         let fake = Fake::start().await;
-        let conn = fake.connection();
-        assert!(conn.call(echo("a"), LONG).await.unwrap().is_ok());
+        let conn = fake.connection(Duration::from_millis(200));
+        assert!(conn.call(echo("a")).await.is_ok());
         fake.quiet.store(true, Ordering::SeqCst);
         let started = Instant::now();
-        assert!(
-            conn.call(echo("b"), Duration::from_millis(200))
-                .await
-                .is_err()
-        );
+        // Every request waiting on the silent socket times out, not only the oldest.
+        let (b, c) = tokio::join!(conn.call(echo("b")), conn.call(echo("c")));
+        assert!(matches!(b, Err(ConnError::TimedOut)), "{b:?}");
+        assert!(matches!(c, Err(ConnError::TimedOut)), "{c:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // The silent socket was dropped: the next request opens another one and is answered.
         fake.quiet.store(false, Ordering::SeqCst);
-        let reply = conn.call(echo("c"), LONG).await.unwrap().unwrap();
-        assert_eq!(reply, Reply::Bulk(b"c".to_vec()));
+        let reply = conn.call(echo("d")).await.unwrap();
+        assert_eq!(reply, Reply::Bulk(b"d".to_vec()));
         assert_eq!(fake.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// The socket's one timer is armed for the oldest request and re-armed when it fires
+    /// early: a steady stream of answered requests, each shorter than the timeout but together
+    /// far longer, never times out, and a silence after it still does.
+    #[tokio::test]
+    async fn a_busy_socket_never_times_out_while_it_answers() {
+        let fake = Fake::start().await;
+        let timeout = Duration::from_millis(400);
+        let conn = fake.connection(timeout);
+        let started = Instant::now();
+        let mut answered = 0;
+        while started.elapsed() < 3 * timeout {
+            let reply = conn.call(echo("x")).await;
+            assert!(reply.is_ok(), "{reply:?} after {answered} answers");
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fake.quiet.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            conn.call(echo("y")).await,
+            Err(ConnError::TimedOut)
+        ));
+        assert_eq!(fake.accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -498,21 +574,48 @@ mod tests {
             second.write_all(b"+PONG\r\n").await.unwrap();
             second
         });
-        let conn = Connection::new(Arc::new(Endpoint {
-            addr: Addr::Tcp("127.0.0.1".into(), port),
-            username: None,
-            password: None,
-            db: 0,
-            connect_timeout: Duration::from_secs(2),
-        }));
-        let lost = conn.call(Command::new("PING"), LONG).await.unwrap();
+        let conn = Connection::new(
+            Arc::new(Endpoint {
+                addr: Addr::Tcp("127.0.0.1".into(), port),
+                username: None,
+                password: None,
+                db: 0,
+                connect_timeout: Duration::from_secs(2),
+            }),
+            LONG,
+        );
+        let lost = conn.call(Command::new("PING")).await;
         assert!(matches!(lost, Err(ConnError::Lost(_))), "{lost:?}");
-        let reply = conn
-            .call(Command::new("PING"), LONG)
-            .await
-            .unwrap()
-            .unwrap();
+        let reply = conn.call(Command::new("PING")).await.unwrap();
         assert_eq!(reply, Reply::Status("PONG".into()));
+        drop(server.await.unwrap());
+    }
+
+    /// A server that stops reading: the write itself stalls once the socket buffers are full,
+    /// and the timeout still ends it.
+    #[tokio::test]
+    async fn a_write_to_a_server_that_stops_reading_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
+        let conn = Connection::new(
+            Arc::new(Endpoint {
+                addr: Addr::Tcp("127.0.0.1".into(), port),
+                username: None,
+                password: None,
+                db: 0,
+                connect_timeout: Duration::from_secs(2),
+            }),
+            Duration::from_millis(300),
+        );
+        let mut huge = Command::new("SET");
+        huge.arg(b"k").arg(&vec![b'x'; 64 << 20]);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), conn.call(huge))
+            .await
+            .expect("the connection's own timeout ends a stalled write");
+        assert!(matches!(outcome, Err(ConnError::TimedOut)), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
         drop(server.await.unwrap());
     }
 
@@ -524,14 +627,17 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let conn = Connection::new(Arc::new(Endpoint {
-            addr: Addr::Tcp("127.0.0.1".into(), port),
-            username: None,
-            password: Some("secret".into()),
-            db: 3,
-            connect_timeout: Duration::from_secs(2),
-        }));
-        let outcome = conn.call(Command::new("PING"), LONG).await.unwrap();
+        let conn = Connection::new(
+            Arc::new(Endpoint {
+                addr: Addr::Tcp("127.0.0.1".into(), port),
+                username: None,
+                password: Some("secret".into()),
+                db: 3,
+                connect_timeout: Duration::from_secs(2),
+            }),
+            LONG,
+        );
+        let outcome = conn.call(Command::new("PING")).await;
         assert!(matches!(outcome, Err(ConnError::Connect(_))), "{outcome:?}");
     }
 
@@ -560,14 +666,17 @@ mod tests {
                 .unwrap();
             seen
         });
-        let conn = Connection::new(Arc::new(Endpoint {
-            addr: Addr::Tcp("127.0.0.1".into(), port),
-            username: Some("app".into()),
-            password: Some("secret".into()),
-            db: 3,
-            connect_timeout: Duration::from_secs(2),
-        }));
-        let outcome = conn.call(Command::new("PING"), LONG).await.unwrap();
+        let conn = Connection::new(
+            Arc::new(Endpoint {
+                addr: Addr::Tcp("127.0.0.1".into(), port),
+                username: Some("app".into()),
+                password: Some("secret".into()),
+                db: 3,
+                connect_timeout: Duration::from_secs(2),
+            }),
+            LONG,
+        );
+        let outcome = conn.call(Command::new("PING")).await;
         let Err(ConnError::Handshake(message)) = outcome else {
             panic!("{outcome:?}")
         };

@@ -65,9 +65,11 @@ impl RedisOptions {
         self
     }
 
-    /// The longest any one store operation may take, including waiting for a reconnect; past
-    /// it the operation fails with [`StoreError::Unavailable`](tessera_core::StoreError). Also
-    /// the driver's response timeout.
+    /// The longest one command may wait for its reply, including waiting for a reconnect; past
+    /// it the operation fails with [`StoreError::Unavailable`](tessera_core::StoreError) and the
+    /// connection it waited on is dropped (the next command opens a new one). Most operations
+    /// are one command; the few that take more (a login that indexes the subject first) may
+    /// take up to this long per command. Also the cluster driver's response timeout.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self

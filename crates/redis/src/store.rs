@@ -107,7 +107,7 @@ impl RedisStore {
         options.validate().map_err(StoreError::backend)?;
         let endpoint = Arc::new(endpoint(&url, &options)?);
         let pool: Vec<Connection> = (0..options.connections)
-            .map(|_| Connection::new(Arc::clone(&endpoint)))
+            .map(|_| Connection::new(Arc::clone(&endpoint), options.operation_timeout))
             .collect();
         let store = Self {
             conn: Conn::Single {
@@ -261,10 +261,12 @@ impl RedisStore {
                 } else {
                     next.fetch_add(1, Ordering::Relaxed) / RUN % pool.len()
                 };
-                match pool[i].call(command, limit).await {
-                    Ok(Ok(reply)) => Ok(reply),
-                    Ok(Err(error)) => Err(conn_error(error)),
-                    Err(_) => Err(StoreError::unavailable(RedisStoreError::Timeout(limit))),
+                match pool[i].call(command).await {
+                    Ok(reply) => Ok(reply),
+                    Err(ConnError::TimedOut) => {
+                        Err(StoreError::unavailable(RedisStoreError::Timeout(limit)))
+                    }
+                    Err(error) => Err(conn_error(error)),
                 }
             }
             Conn::Cluster(cluster) => {
@@ -911,7 +913,9 @@ fn tls_config(options: &RedisOptions) -> Result<Arc<rustls::ClientConfig>, Store
 fn conn_error(error: ConnError) -> StoreError {
     match &error {
         ConnError::Connect(_) if error.is_certificate() => StoreError::backend(error),
-        ConnError::Connect(_) | ConnError::Lost(_) => StoreError::unavailable(error),
+        ConnError::Connect(_) | ConnError::Lost(_) | ConnError::TimedOut => {
+            StoreError::unavailable(error)
+        }
         ConnError::Handshake(message) if is_transient(message) => StoreError::unavailable(error),
         ConnError::Handshake(_) | ConnError::Protocol(_) => StoreError::backend(error),
     }
