@@ -82,12 +82,51 @@ pub(crate) fn locate_session_cookie<'h>(
     name: &str,
     max_bytes: usize,
 ) -> Result<Option<(&'h HeaderValue, Range<usize>)>, CookieError> {
+    let all = headers.get_all(COOKIE);
+    let mut values = all.iter();
+    if let (Some(value), None) = (values.next(), values.next()) {
+        if let Some(range) = sole_cookie(value.as_bytes(), name) {
+            if value.len() > max_bytes {
+                return Err(CookieError::TooLarge);
+            }
+            return Ok(Some((value, range)));
+        }
+    }
+    scan_cookies(all, name, max_bytes)
+}
+
+/// Where the value is when `bytes` (the one `Cookie` header of a request) holds only the cookie
+/// called `name`: what a client that keeps just the session cookie sends on every request. The
+/// general scan answers the same for it (checked by a property test); `None` for anything else,
+/// which goes through the scan.
+fn sole_cookie(bytes: &[u8], name: &str) -> Option<Range<usize>> {
+    let name = name.as_bytes();
+    let rest = bytes.strip_prefix(name)?.strip_prefix(b"=")?;
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    // A name the scan would split or trim differently (an `=` in it, spaces around it) is
+    // left to the scan, as is a second pair.
+    if name.first().is_none_or(is_ows)
+        || name.last().is_some_and(is_ows)
+        || find_byte(name, b'=').is_some()
+        || find_byte(rest, b';').is_some()
+    {
+        return None;
+    }
+    Some(trim_ows(rest, name.len() + 1))
+}
+
+/// [`locate_session_cookie`] for any number of `Cookie` headers with any cookies in them.
+fn scan_cookies<'h>(
+    all: http::header::GetAll<'h, HeaderValue>,
+    name: &str,
+    max_bytes: usize,
+) -> Result<Option<(&'h HeaderValue, Range<usize>)>, CookieError> {
     // One pass over the headers: each value's size is counted before it is read, so nothing
     // past the limit is parsed, and a size over the limit wins over a duplicate found earlier.
     let mut total = 0usize;
     let mut found = None;
     let mut duplicate = false;
-    for value in headers.get_all(COOKIE) {
+    for value in all {
         total = total.saturating_add(value.len());
         if total > max_bytes {
             return Err(CookieError::TooLarge);
@@ -268,6 +307,58 @@ mod tests {
                 .map(|found| found.map(|(value, range)| value.as_bytes()[range].to_vec()));
             proptest::prop_assert_eq!(located, reference(&values, "s"));
         }
+    }
+
+    proptest::proptest! {
+        /// A lone `Cookie` header that starts with the name (the fast path's case, and the
+        /// near misses it must leave to the scan) is read as the scan and the rules read it,
+        /// for names with and without what the scan trims or splits on.
+        #[test]
+        fn a_sole_cookie_is_read_as_the_scan_reads_it(
+            name in proptest::sample::select(vec!["s", "__Host-session", "a b", " s", "s ", "\ts", "s=x", "=", ""]),
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"ab=; \t_-xs\xff".to_vec()),
+                0..24,
+            ),
+            max_bytes in proptest::sample::select(vec![8192usize, 4]),
+        ) {
+            let mut value = format!("{name}=").into_bytes();
+            value.extend_from_slice(&tail);
+            let h = headers(&[&value]);
+            let read = |found: Option<(&HeaderValue, Range<usize>)>| {
+                found.map(|(value, range)| value.as_bytes()[range].to_vec())
+            };
+            let located = locate_session_cookie(&h, name, max_bytes).map(read);
+            let scanned = scan_cookies(h.get_all(COOKIE), name, max_bytes).map(read);
+            proptest::prop_assert_eq!(&located, &scanned);
+            if value.len() <= max_bytes {
+                proptest::prop_assert_eq!(located, reference(&[value], name));
+            }
+        }
+    }
+
+    #[test]
+    fn the_sole_cookie_path_takes_only_plain_single_pairs() {
+        let range = |v: &[u8], name| sole_cookie(v, name).map(|r| v[r].to_vec());
+        assert_eq!(range(b"s=tok", "s"), Some(b"tok".to_vec()));
+        assert_eq!(range(b"s= tok\t", "s"), Some(b"tok".to_vec()));
+        assert_eq!(range(b"s=tok; a=1", "s"), None);
+        assert_eq!(range(b"s2=tok", "s"), None);
+        assert_eq!(range(b" s=tok", "s"), None);
+        assert_eq!(range(b"s =tok", "s "), None);
+        assert_eq!(range(b"a=b=c", "a=b"), None);
+        // Two headers, each a plain pair, are still a duplicate.
+        let h = headers(&[b"s=a", b"s=b"]);
+        assert_eq!(
+            find_session_cookie_limited(&h, "s", 8192),
+            Err(CookieError::Duplicate)
+        );
+        // The size limit holds on the fast path too.
+        let h = headers(&[b"s=0123456789"]);
+        assert_eq!(
+            find_session_cookie_limited(&h, "s", 8),
+            Err(CookieError::TooLarge)
+        );
     }
 
     proptest::proptest! {
