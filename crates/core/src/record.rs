@@ -105,7 +105,8 @@ pub struct ClientInfo {
 /// Values are serialized once, when they are set, and parsed only when read. The map is
 /// shared copy-on-write, so cloning a [`Record`] does not copy it. A map read from a store stays
 /// in its encoded form until it is changed (reads find their value in place), so loading a
-/// session costs one allocation for its data, not one per string.
+/// session costs at most one allocation for its data, not one per string, and none for a map of
+/// a few small values, which is kept inline.
 #[derive(Clone)]
 pub struct Data(Repr);
 
@@ -116,6 +117,48 @@ enum Repr {
     /// The map as format 1 encodes it (a count, then each key and its value as length-prefixed
     /// UTF-8), checked when decoded: keys ascending and unique, at most [`LAZY_MAX`] entries.
     Encoded(Arc<[u8]>),
+    /// [`Repr::Encoded`] for an encoding of at most [`INLINE_MAX`] bytes, held without an
+    /// allocation.
+    Inline(Inline),
+}
+
+/// The longest map encoding kept inline: as long as it can be without making [`Data`] larger
+/// than a tag and an `Arc<[u8]>`.
+const INLINE_MAX: usize = 22;
+
+#[derive(Clone, Copy)]
+struct Inline {
+    len: u8,
+    bytes: [u8; INLINE_MAX],
+}
+
+/// What a [`Repr`] holds, with the two encoded forms seen as one.
+enum View<'a> {
+    Entries(&'a Arc<Vec<(Box<str>, Box<str>)>>),
+    Encoded(&'a [u8]),
+}
+
+impl Repr {
+    fn view(&self) -> View<'_> {
+        match self {
+            Self::Entries(entries) => View::Entries(entries),
+            Self::Encoded(bytes) => View::Encoded(bytes),
+            Self::Inline(inline) => View::Encoded(&inline.bytes[..usize::from(inline.len)]),
+        }
+    }
+
+    /// A checked map encoding, inline if it is short enough.
+    fn encoded(section: &[u8]) -> Self {
+        if section.len() <= INLINE_MAX {
+            let mut bytes = [0; INLINE_MAX];
+            bytes[..section.len()].copy_from_slice(section);
+            #[allow(clippy::cast_possible_truncation)] // at most INLINE_MAX
+            let len = section.len() as u8;
+            Self::Inline(Inline { len, bytes })
+        } else {
+            Self::Encoded(Arc::from(section))
+        }
+    }
 }
 
 /// Larger maps are decoded into entries at once, so that a lookup never scans more than this.
@@ -182,7 +225,7 @@ impl Data {
         }
         let section = &start.0[..start.0.len() - r.0.len()];
         if sorted && count <= LAZY_MAX {
-            return Ok(Self(Repr::Encoded(Arc::from(section))));
+            return Ok(Self(Repr::encoded(section)));
         }
         // Not in key order (no encoder of ours writes that, but the format allows it) or
         // large: decoded into entries.
@@ -215,9 +258,9 @@ impl Data {
 
     /// The JSON text stored under `key`.
     pub fn get_raw(&self, key: &str) -> Option<&str> {
-        match &self.0 {
-            Repr::Entries(entries) => position(entries, key).ok().map(|i| &*entries[i].1),
-            Repr::Encoded(bytes) => {
+        match self.0.view() {
+            View::Entries(entries) => position(entries, key).ok().map(|i| &*entries[i].1),
+            View::Encoded(bytes) => {
                 let mut r = Reader(bytes);
                 let count = r.len().ok()?;
                 for _ in 0..count {
@@ -235,7 +278,7 @@ impl Data {
 
     /// The entries, decoded (once) and unshared, for a change.
     fn entries_mut(&mut self) -> &mut Vec<(Box<str>, Box<str>)> {
-        if let Repr::Encoded(bytes) = &self.0 {
+        if let View::Encoded(bytes) = self.0.view() {
             let entries = EncodedIter::new(bytes)
                 .map(|(k, v)| (Box::from(k), Box::from(v)))
                 .collect();
@@ -243,7 +286,7 @@ impl Data {
         }
         match &mut self.0 {
             Repr::Entries(entries) => Arc::make_mut(entries),
-            Repr::Encoded(_) => unreachable!("decoded above"),
+            Repr::Encoded(_) | Repr::Inline(_) => unreachable!("decoded above"),
         }
     }
 
@@ -285,17 +328,17 @@ impl Data {
 
     /// The entries in key order, values as JSON text.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        match &self.0 {
-            Repr::Entries(entries) => Iter::Entries(entries.iter()),
-            Repr::Encoded(bytes) => Iter::Encoded(EncodedIter::new(bytes)),
+        match self.0.view() {
+            View::Entries(entries) => Iter::Entries(entries.iter()),
+            View::Encoded(bytes) => Iter::Encoded(EncodedIter::new(bytes)),
         }
     }
 
     /// How many entries.
     pub fn len(&self) -> usize {
-        match &self.0 {
-            Repr::Entries(entries) => entries.len(),
-            Repr::Encoded(bytes) => Reader(bytes).len().unwrap_or(0),
+        match self.0.view() {
+            View::Entries(entries) => entries.len(),
+            View::Encoded(bytes) => Reader(bytes).len().unwrap_or(0),
         }
     }
 
@@ -305,23 +348,23 @@ impl Data {
     }
 
     fn encoded_len_hint(&self) -> usize {
-        match &self.0 {
-            Repr::Entries(entries) => entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
-            Repr::Encoded(bytes) => bytes.len(),
+        match self.0.view() {
+            View::Entries(entries) => entries.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
+            View::Encoded(bytes) => bytes.len(),
         }
     }
 
     /// Appends the map's format-1 encoding.
     fn encode_into(&self, out: &mut Vec<u8>) {
-        match &self.0 {
-            Repr::Entries(entries) => {
+        match self.0.view() {
+            View::Entries(entries) => {
                 codec::put_varint(out, entries.len() as u64);
                 for (k, v) in entries.iter() {
                     codec::put_str(out, k);
                     codec::put_str(out, v);
                 }
             }
-            Repr::Encoded(bytes) => out.extend_from_slice(bytes),
+            View::Encoded(bytes) => out.extend_from_slice(bytes),
         }
     }
 }
@@ -608,7 +651,79 @@ pub(crate) mod tests {
         assert!(decoded.is_empty());
     }
 
+    /// Which form a decoded map took: "entries", "shared" or "inline".
+    fn form(data: &Data) -> &'static str {
+        match data.0 {
+            Repr::Entries(_) => "entries",
+            Repr::Encoded(_) => "shared",
+            Repr::Inline(_) => "inline",
+        }
+    }
+
+    #[test]
+    fn a_small_decoded_map_is_inline_and_reads_and_changes_like_a_built_one() {
+        let mut built = Data::new();
+        built.set_json("n", &serde_json::json!(0));
+        built.set_json("t", &serde_json::json!("dark"));
+        let mut record = sample(Key::from_bytes([6; 32]));
+        record.data = built.clone();
+        let mut decoded = Record::decode(&record.encode()).unwrap().data;
+        assert_eq!(form(&decoded), "inline");
+        assert_eq!(decoded, built);
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded.get_raw("n"), Some("0"));
+        assert_eq!(decoded.get_raw("t"), Some("\"dark\""));
+        assert_eq!(decoded.get_raw("m"), None);
+        let before = decoded.clone();
+        assert!(decoded.remove("n"));
+        decoded.set_json("x", &serde_json::json!(1));
+        assert_eq!(form(&decoded), "entries");
+        assert_eq!(
+            decoded.iter().collect::<Vec<_>>(),
+            [("t", "\"dark\""), ("x", "1")]
+        );
+        assert_eq!(before, built, "the inline map was copied, not changed");
+        // The longest inline encoding and the shortest shared one.
+        // (One entry: the count, the key and the value, each string with its length.)
+        for (len, expected) in [(INLINE_MAX - 4, "inline"), (INLINE_MAX - 3, "shared")] {
+            let mut data = Data::new();
+            data.set_raw("k", format!("\"{}\"", "x".repeat(len - 2)).into_boxed_str());
+            record.data = data;
+            let bytes = record.encode();
+            assert_eq!(form(&Record::decode(&bytes).unwrap().data), expected);
+            assert_eq!(Record::decode(&bytes).unwrap(), record);
+        }
+    }
+
     proptest! {
+        /// Whatever form a decoded map takes (inline, shared or entries), it reads, iterates,
+        /// encodes and changes as the map it was built from.
+        #[test]
+        fn decoded_maps_of_every_size_behave_like_built_ones(
+            entries in proptest::collection::btree_map("[a-z]{1,4}", 0..1000i64, 0..20),
+            probe in "[a-z]{1,4}",
+        ) {
+            let mut built = Data::new();
+            for (k, v) in &entries {
+                built.set_json(k, &serde_json::json!(v));
+            }
+            let mut record = sample(Key::from_bytes([8; 32]));
+            record.data = built.clone();
+            let mut decoded = Record::decode_own(&record.encode()).unwrap().data;
+            prop_assert_eq!(&decoded, &built);
+            prop_assert_eq!(decoded.len(), built.len());
+            prop_assert_eq!(decoded.get_raw(&probe), built.get_raw(&probe));
+            let mut out = Vec::new();
+            decoded.encode_into(&mut out);
+            let mut expected = Vec::new();
+            built.encode_into(&mut expected);
+            prop_assert_eq!(out, expected);
+            prop_assert_eq!(decoded.remove(&probe), built.remove(&probe));
+            decoded.set_json("zz", &serde_json::json!(true));
+            built.set_json("zz", &serde_json::json!(true));
+            prop_assert_eq!(decoded, built);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Record::decode(&bytes);
