@@ -27,12 +27,18 @@ impl Keys {
 
     /// The name of the string that holds the record under `key`.
     pub(crate) fn session(&self, key: &Key) -> String {
-        let mut name = String::with_capacity(self.prefix.len() + 68);
-        name.push_str(&self.prefix);
-        name.push_str(":{");
-        push_hex(&mut name, key.as_bytes());
-        name.push_str("}:r2");
-        name
+        let mut name = Vec::with_capacity(self.prefix.len() + 70);
+        self.write_session(&mut name, key);
+        String::from_utf8(name).expect("the prefix is UTF-8 and the rest ASCII")
+    }
+
+    /// [`Keys::session`], appended to `out` (straight into a command, with no `String` of its
+    /// own).
+    pub(crate) fn write_session(&self, out: &mut Vec<u8>, key: &Key) {
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(b":{");
+        push_hex(out, key.as_bytes());
+        out.extend_from_slice(b"}:r2");
     }
 
     /// The name of the sorted set that indexes the sessions of `subject`.
@@ -41,7 +47,9 @@ impl Keys {
         let mut name = String::with_capacity(self.prefix.len() + 40);
         name.push_str(&self.prefix);
         name.push_str(":{");
-        push_hex(&mut name, &digest[..16]);
+        let mut hex = Vec::with_capacity(32);
+        push_hex(&mut hex, &digest[..16]);
+        name.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
         name.push_str("}:s");
         name
     }
@@ -60,9 +68,8 @@ impl Keys {
     }
 }
 
-/// Lower-case hex of up to 32 bytes, appended in one piece (a `push` per digit cost more than
-/// the rest of building the name).
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Lower-case hex of up to 32 bytes, appended in one piece.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 64];
     let bytes = &bytes[..bytes.len().min(32)];
@@ -70,7 +77,7 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
         pair[0] = HEX[usize::from(b >> 4)];
         pair[1] = HEX[usize::from(b & 0xf)];
     }
-    out.push_str(std::str::from_utf8(&digits[..2 * bytes.len()]).expect("hex digits are ASCII"));
+    out.extend_from_slice(&digits[..2 * bytes.len()]);
 }
 
 /// The Redis Cluster slot of a key name (CRC16/XMODEM of the hash tag, or of the whole name

@@ -302,7 +302,7 @@ impl RedisStore {
     async fn eval<T: FromReply>(
         &self,
         script: &Lua,
-        keys: &[&[u8]],
+        keys: &[Name<'_>],
         args: impl Fn(&mut Command) + Send + Sync,
     ) -> Result<T, StoreError> {
         let build = |name: &str, body: &str| {
@@ -311,7 +311,10 @@ impl RedisStore {
             let mut command = Command::with_capacity(name, 640 + body.len());
             command.arg(body.as_bytes()).int(keys.len() as u64);
             for key in keys {
-                command.arg(key);
+                match *key {
+                    Name::Session(key) => command.arg_from(|out| self.keys.write_session(out, key)),
+                    Name::Given(name) => command.arg(name),
+                };
             }
             args(&mut command);
             command
@@ -329,7 +332,7 @@ impl RedisStore {
     /// "log out everywhere" can never miss a record that exists).
     async fn index(&self, subject: &str, record: &Record) -> Result<(), StoreError> {
         let set = self.keys.subject(subject);
-        self.eval::<i64>(&scripts::INDEX_ADD, &[set.as_bytes()], |c| {
+        self.eval::<i64>(&scripts::INDEX_ADD, &[Name::Given(set.as_bytes())], |c| {
             c.arg(record.key.as_bytes())
                 .int(clamp(record.absolute_deadline));
         })
@@ -346,7 +349,7 @@ impl RedisStore {
         }
         let grace = grace_millis(self.options.index_grace);
         let prune = self
-            .eval::<i64>(&scripts::INDEX_PRUNE, &[set.as_bytes()], |c| {
+            .eval::<i64>(&scripts::INDEX_PRUNE, &[Name::Given(set.as_bytes())], |c| {
                 c.int(grace);
                 for member in candidates {
                     c.arg(member);
@@ -366,7 +369,7 @@ impl RedisStore {
 
     async fn load_raw(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let mut command = Command::new("GET");
-        command.arg(self.keys.session(key).as_bytes());
+        command.arg_from(|out| self.keys.write_session(out, key));
         let Some(stored) = self.query::<Option<Vec<u8>>>(command).await? else {
             return Ok(None);
         };
@@ -429,12 +432,12 @@ impl RedisStore {
 
     /// Writes `record` under `name` unless the name exists (`SET NX`, no script), expiring at
     /// the earlier deadline.
-    async fn set_new(&self, name: &str, record: &Record) -> Result<(), StoreError> {
-        let stored = stored_value(record)?;
+    async fn set_new(&self, record: &Record) -> Result<(), StoreError> {
+        check_fits(record)?;
         let mut command = Command::new("SET");
         command
-            .arg(name.as_bytes())
-            .arg(&stored)
+            .arg_from(|out| self.keys.write_session(out, &record.key))
+            .arg_from(|out| value::encode_into(out, record, clamp))
             .arg(b"NX")
             .arg(b"PXAT")
             .int(expiry(record));
@@ -454,14 +457,16 @@ impl RedisStore {
         new: &Record,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let new_name = self.keys.session(&new.key);
-        self.set_new(&new_name, new).await?;
-        let old_name = self.keys.session(old_key);
+        self.set_new(new).await?;
         let delete = self
-            .eval::<i64>(&scripts::DELETE_IF_VERSION, &[old_name.as_bytes()], |c| {
-                c.int(now.as_millis())
-                    .arg(&value::digits(expected_version, value::VERSION.len()));
-            })
+            .eval::<i64>(
+                &scripts::DELETE_IF_VERSION,
+                &[Name::Session(old_key)],
+                |c| {
+                    c.int(now.as_millis())
+                        .arg(&value::digits(expected_version, value::VERSION.len()));
+                },
+            )
             .await;
         let outcome = match delete {
             Ok(1) => return Ok(()),
@@ -473,7 +478,7 @@ impl RedisStore {
         // The new key was never handed to anyone: take it back. If even that fails, it holds
         // an unreachable record that expires by itself at its deadline.
         let mut undo = Command::new("DEL");
-        undo.arg(new_name.as_bytes());
+        undo.arg_from(|out| self.keys.write_session(out, &new.key));
         if let Err(error) = self.query::<i64>(undo).await {
             tracing::warn!(key = %new.key.short(), %error, "could not undo a failed rotation");
         }
@@ -499,7 +504,7 @@ impl Store for RedisStore {
         if let Some(subject) = &record.subject {
             self.index(subject, record).await?;
         }
-        self.set_new(&self.keys.session(&record.key), record).await
+        self.set_new(record).await
     }
 
     async fn load(&self, key: &Key, now: Timestamp) -> Result<Option<Record>, StoreError> {
@@ -512,15 +517,14 @@ impl Store for RedisStore {
         expected_version: u64,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let name = self.keys.session(&record.key);
-        let stored = stored_value(record)?;
+        check_fits(record)?;
         let mut indexed = false;
         loop {
             let updated = self
-                .eval::<i64>(&scripts::UPDATE, &[name.as_bytes()], |c| {
+                .eval::<i64>(&scripts::UPDATE, &[Name::Session(&record.key)], |c| {
                     c.int(now.as_millis())
                         .arg(&value::digits(expected_version, value::VERSION.len()))
-                        .arg(&stored)
+                        .arg_from(|out| value::encode_into(out, record, clamp))
                         .int(expiry(record))
                         .arg(if indexed { b"1" } else { b"0" });
                 })
@@ -547,9 +551,8 @@ impl Store for RedisStore {
         idle_deadline: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let name = self.keys.session(key);
         let touched = self
-            .eval::<i64>(&scripts::TOUCH, &[name.as_bytes()], |c| {
+            .eval::<i64>(&scripts::TOUCH, &[Name::Session(key)], |c| {
                 c.int(now.as_millis())
                     .arg(&value::digits(clamp(idle_deadline), value::IDLE.len()))
                     .arg(&value::digits(clamp(now), value::IDLE.len()));
@@ -561,7 +564,7 @@ impl Store for RedisStore {
     async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         // The subject index keeps the member; lists prune it lazily.
         let mut command = Command::new("DEL");
-        command.arg(self.keys.session(key).as_bytes());
+        command.arg_from(|out| self.keys.write_session(out, key));
         self.query::<i64>(command).await.map(drop)
     }
 
@@ -582,15 +585,18 @@ impl Store for RedisStore {
                 .rotate_across_slots(old_key, expected_version, new, now)
                 .await;
         }
-        let keys = [old_name.as_bytes(), new_name.as_bytes()];
-        let stored = stored_value(new)?;
+        check_fits(new)?;
         let rotated = self
-            .eval::<i64>(&scripts::ROTATE, &keys, |c| {
-                c.int(now.as_millis())
-                    .arg(&value::digits(expected_version, value::VERSION.len()))
-                    .arg(&stored)
-                    .int(expiry(new));
-            })
+            .eval::<i64>(
+                &scripts::ROTATE,
+                &[Name::Session(old_key), Name::Session(&new.key)],
+                |c| {
+                    c.int(now.as_millis())
+                        .arg(&value::digits(expected_version, value::VERSION.len()))
+                        .arg_from(|out| value::encode_into(out, new, clamp))
+                        .int(expiry(new));
+                },
+            )
             .await;
         match rotated? {
             1 => Ok(()),
@@ -642,9 +648,8 @@ impl Store for RedisStore {
                 let Some(key) = key_of(member) else {
                     return Ok::<_, StoreError>((member, -1));
                 };
-                let name = self.keys.session(&key);
                 let deleted = self
-                    .eval::<i64>(&scripts::DELETE_IF_SUBJECT, &[name.as_bytes()], |c| {
+                    .eval::<i64>(&scripts::DELETE_IF_SUBJECT, &[Name::Session(&key)], |c| {
                         c.arg(subject.as_bytes()).int(now.as_millis());
                     })
                     .await;
@@ -1068,9 +1073,23 @@ fn grace_millis(grace: Duration) -> u64 {
 }
 
 /// What is stored for `record` (see [`crate::value`]).
-fn stored_value(record: &Record) -> Result<Vec<u8>, StoreError> {
-    value::encode(record, clamp)
-        .ok_or_else(|| StoreError::backend(RedisStoreError::SubjectTooLong(value::MAX_SUBJECT)))
+/// Refuses a record whose subject is too long for the value's header.
+fn check_fits(record: &Record) -> Result<(), StoreError> {
+    if value::fits(record) {
+        Ok(())
+    } else {
+        Err(StoreError::backend(RedisStoreError::SubjectTooLong(
+            value::MAX_SUBJECT,
+        )))
+    }
+}
+
+/// A key argument of a script: a session's name, written straight into the command, or a name
+/// at hand.
+#[derive(Clone, Copy)]
+enum Name<'a> {
+    Session(&'a Key),
+    Given(&'a [u8]),
 }
 
 /// When Redis may drop `record`: the earlier of its two deadlines.

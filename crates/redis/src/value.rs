@@ -31,25 +31,28 @@ pub(crate) const HEADER: usize = 71;
 /// The longest subject the header can describe.
 pub(crate) const MAX_SUBJECT: usize = 99_999;
 
-/// The value stored for `record`, its deadlines clamped by `clamp`; `None` if its subject is
-/// longer than [`MAX_SUBJECT`] bytes.
-pub(crate) fn encode(record: &Record, clamp: impl Fn(Timestamp) -> u64) -> Option<Vec<u8>> {
+/// Whether `record`'s subject fits the header (at most [`MAX_SUBJECT`] bytes); check it before
+/// [`encode_into`].
+pub(crate) fn fits(record: &Record) -> bool {
+    record.subject.as_deref().unwrap_or_default().len() <= MAX_SUBJECT
+}
+
+/// Appends the value stored for `record` (a record that [`fits`]) to `out`, its deadlines
+/// clamped by `clamp`.
+pub(crate) fn encode_into(out: &mut Vec<u8>, record: &Record, clamp: impl Fn(Timestamp) -> u64) {
     let subject = record.subject.as_deref().unwrap_or_default();
-    if subject.len() > MAX_SUBJECT {
-        return None;
-    }
-    // The record is appended in place: about 256 bytes is typical, the Vec grows if not.
-    let mut value = Vec::with_capacity(HEADER + subject.len() + 256);
-    value.resize(HEADER, b'0');
-    put_digits(&mut value[VERSION], record.version);
-    put_digits(&mut value[IDLE], clamp(record.idle_deadline));
-    put_digits(&mut value[ABSOLUTE], clamp(record.absolute_deadline));
-    put_digits(&mut value[LAST_SEEN], clamp(record.last_seen_at));
-    value[HAS_SUBJECT] = if record.subject.is_some() { b'1' } else { b'0' };
-    put_digits(&mut value[SUBJECT_LEN], subject.len() as u64);
-    value.extend_from_slice(subject.as_bytes());
-    record.encode_into(&mut value);
-    Some(value)
+    debug_assert!(subject.len() <= MAX_SUBJECT);
+    let start = out.len();
+    out.resize(start + HEADER, b'0');
+    let header = &mut out[start..];
+    put_digits(&mut header[VERSION], record.version);
+    put_digits(&mut header[IDLE], clamp(record.idle_deadline));
+    put_digits(&mut header[ABSOLUTE], clamp(record.absolute_deadline));
+    put_digits(&mut header[LAST_SEEN], clamp(record.last_seen_at));
+    header[HAS_SUBJECT] = if record.subject.is_some() { b'1' } else { b'0' };
+    put_digits(&mut header[SUBJECT_LEN], subject.len() as u64);
+    out.extend_from_slice(subject.as_bytes());
+    record.encode_into(out);
 }
 
 /// `value` zero-padded to `width` (at most 20) decimal digits, as the scripts compare and
@@ -140,6 +143,16 @@ mod tests {
 
     fn millis(t: Timestamp) -> u64 {
         t.as_millis()
+    }
+
+    /// The value for `record` on its own; `None` if its subject is too long.
+    fn encode(record: &Record, clamp: impl Fn(Timestamp) -> u64) -> Option<Vec<u8>> {
+        if !fits(record) {
+            return None;
+        }
+        let mut value = Vec::new();
+        encode_into(&mut value, record, clamp);
+        Some(value)
     }
 
     #[test]
