@@ -123,8 +123,8 @@
 //!
 //! # Faults
 //!
-//! Every operation is bounded by [`RedisOptions::operation_timeout`] (default 2 s): a server
-//! that is down or hung gives [`StoreError::Unavailable`](tessera_core::StoreError::Unavailable)
+//! Every command is bounded by [`RedisOptions::operation_timeout`] (default 2 s; nearly every
+//! operation is one command): a server that is down or hung gives [`StoreError::Unavailable`](tessera_core::StoreError::Unavailable)
 //! within that time, never a hang and never "no session". Connections reconnect by themselves
 //! in the background, so the store recovers when the server comes back, without being
 //! recreated ([`Store::ping`](tessera_core::Store::ping) tells when).
@@ -149,7 +149,7 @@
 //! # Driver
 //!
 //! **Standalone: the store's own connection.** A session store sends a handful of fixed
-//! commands (`HMGET`, `DEL`, `EVALSHA`, a few index commands), so it speaks RESP2 itself over
+//! commands (`GET`, `SET`, `DEL`, `EVALSHA`, a few index commands), so it speaks RESP2 itself over
 //! [`RedisOptions::connections`] pipelined sockets: each request is encoded once, queued to the
 //! socket's task, written together with whatever else is waiting in one `write`, and answered
 //! in order from one `read` of replies. This replaced redis-rs's `ConnectionManager` because
@@ -160,9 +160,12 @@
 //! and Unix sockets; `AUTH` (with a user name for ACLs) and `SELECT` from the URL, parsed by
 //! redis-rs so the URL syntax is the usual one; a socket that fails fails the requests on it
 //! ([`StoreError::Unavailable`](tessera_core::StoreError::Unavailable): whether the command ran
-//! is unknown) and the next request opens a new one; a request that times out drops its socket
-//! too, so a server that hangs without closing is never waited on past the timeout; a
-//! malformed reply is an error, never a panic. Scripts run by `EVALSHA`, falling back to
+//! is unknown) and the next request opens a new one; each request carries its deadline, and
+//! when the oldest request waiting on a socket passes it (a read or a write that stalls), every
+//! request on that socket fails and the socket is dropped, so a server that hangs without
+//! closing is never waited on past the timeout (one timer per socket, re-armed only when it
+//! fires, instead of one per request); command arguments, key names and session values are
+//! written straight into the command's buffer; a malformed reply is an error, never a panic. Scripts run by `EVALSHA`, falling back to
 //! `EVAL` (which also caches the script) on `NOSCRIPT`. RESP3 is not used.
 //!
 //! **Cluster: [`redis`](https://docs.rs/redis) (redis-rs)** with `cluster-async` and `script`,
