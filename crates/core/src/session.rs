@@ -85,7 +85,9 @@ pub struct Session {
     /// The version the record had when loaded (the compare-and-swap token).
     pub(crate) base_version: u64,
     changes: Vec<Change>,
-    pub(crate) privilege: Option<Privilege>,
+    /// Boxed: rare, and the session is moved several times on every load, so every byte kept
+    /// inline is copied on every request.
+    pub(crate) privilege: Option<Box<Privilege>>,
     pub(crate) destroy: bool,
     pub(crate) touch_due: bool,
     /// Store this new session at commit even if nothing is in it.
@@ -93,7 +95,7 @@ pub struct Session {
     /// When the request started using the session (load or start time).
     pub(crate) now: Timestamp,
     /// The token the client must be sent after the last commit, if it needs a new one.
-    issued: Option<String>,
+    issued: Option<Box<str>>,
 }
 
 impl fmt::Debug for Session {
@@ -180,7 +182,7 @@ impl Session {
     /// For engines: the commit wrote `record`; the client must now hold `token` (when `Some`).
     pub fn finish_commit(&mut self, record: Record, token: Option<String>) {
         self.committed(record, None);
-        self.issued = token;
+        self.issued = token.map(String::into_boxed_str);
     }
 
     /// For engines: the session is destroyed or was found gone.
@@ -389,7 +391,7 @@ impl Session {
             at,
         };
         privilege.apply(&mut self.record);
-        self.privilege = Some(privilege);
+        self.privilege = Some(Box::new(privilege));
     }
 
     /// Destroys the session at commit: the record is deleted; the client should be told to
@@ -422,7 +424,7 @@ impl Session {
     pub(crate) fn committed(&mut self, record: Record, id: Option<SessionId>) {
         self.base_version = record.version;
         self.record = record;
-        self.issued = id.as_ref().map(SessionId::expose);
+        self.issued = id.as_ref().map(|id| id.expose().into_boxed_str());
         if id.is_some() {
             self.id = id;
         }
