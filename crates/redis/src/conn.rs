@@ -477,17 +477,22 @@ mod tests {
         }
 
         fn connection(&self, timeout: Duration) -> Connection {
-            Connection::new(
-                Arc::new(Endpoint {
-                    addr: Addr::Tcp("127.0.0.1".into(), self.port),
-                    username: None,
-                    password: None,
-                    db: 0,
-                    connect_timeout: Duration::from_secs(2),
-                }),
-                timeout,
-            )
+            local(self.port, timeout)
         }
+    }
+
+    /// A connection to `port` on loopback, no password, database 0.
+    fn local(port: u16, timeout: Duration) -> Connection {
+        Connection::new(
+            Arc::new(Endpoint {
+                addr: Addr::Tcp("127.0.0.1".into(), port),
+                username: None,
+                password: None,
+                db: 0,
+                connect_timeout: Duration::from_secs(2),
+            }),
+            timeout,
+        )
     }
 
     fn echo(word: &str) -> Command {
@@ -574,16 +579,7 @@ mod tests {
             second.write_all(b"+PONG\r\n").await.unwrap();
             second
         });
-        let conn = Connection::new(
-            Arc::new(Endpoint {
-                addr: Addr::Tcp("127.0.0.1".into(), port),
-                username: None,
-                password: None,
-                db: 0,
-                connect_timeout: Duration::from_secs(2),
-            }),
-            LONG,
-        );
+        let conn = local(port, LONG);
         let lost = conn.call(Command::new("PING")).await;
         assert!(matches!(lost, Err(ConnError::Lost(_))), "{lost:?}");
         let reply = conn.call(Command::new("PING")).await.unwrap();
@@ -598,16 +594,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move { listener.accept().await.unwrap().0 });
-        let conn = Connection::new(
-            Arc::new(Endpoint {
-                addr: Addr::Tcp("127.0.0.1".into(), port),
-                username: None,
-                password: None,
-                db: 0,
-                connect_timeout: Duration::from_secs(2),
-            }),
-            Duration::from_millis(300),
-        );
+        let conn = local(port, Duration::from_millis(300));
         let mut huge = Command::new("SET");
         huge.arg(b"k").arg(&vec![b'x'; 64 << 20]);
         let started = Instant::now();
