@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::StoreError;
 use crate::id::Key;
-use crate::record::Record;
+use crate::record::{Activity, Record};
 use crate::store::{Capabilities, Store};
 use crate::time::Timestamp;
 
@@ -136,14 +136,14 @@ impl Entry {
     }
 
     fn decode(&self) -> Option<Record> {
-        match Record::decode_own(&self.blob) {
-            Ok(mut record) => {
-                record.last_seen_at = self.last_seen_at;
-                record.idle_deadline = self.idle_deadline;
-                record.absolute_deadline = self.absolute_deadline;
-                record.version = self.version;
-                Some(record)
-            }
+        let activity = Activity {
+            last_seen_at: self.last_seen_at,
+            idle_deadline: self.idle_deadline,
+            absolute_deadline: self.absolute_deadline,
+            version: self.version,
+        };
+        match Record::decode_own_with(&self.blob, activity) {
+            Ok(record) => Some(record),
             Err(error) => {
                 let key = self.key();
                 tracing::error!(session = %key.short(), %error, "undecodable session record ignored");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use postcard::Error as Wire;
 
-use super::{ClientInfo, Data, Record};
+use super::{Activity, ClientInfo, Data, Record};
 use crate::error::DecodeError;
 use crate::id::Key;
 use crate::time::Timestamp;
@@ -63,7 +63,13 @@ pub(super) fn encode_into(record: &Record, out: &mut Vec<u8>) {
     put_opt_str(out, record.client.user_agent.as_deref());
 }
 
-pub(super) fn decode(bytes: &[u8], trust: Trust) -> Result<Record, DecodeError> {
+/// Decodes a format-1 record; with `activity`, its four activity fields are skipped (checked to be
+/// well-formed, not decoded) and `activity` given instead.
+pub(super) fn decode(
+    bytes: &[u8],
+    trust: Trust,
+    activity: Option<Activity>,
+) -> Result<Record, DecodeError> {
     let (&format, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if format != FORMAT_V1 {
         return Err(DecodeError::UnknownFormat(format));
@@ -75,7 +81,20 @@ pub(super) fn decode(bytes: &[u8], trust: Trust) -> Result<Record, DecodeError> 
     let mut fields = || -> Result<_, Wire> {
         let created_at = r.varint()?;
         let authenticated_at = r.option(Reader::varint)?;
-        let times = [r.varint()?, r.varint()?, r.varint()?, r.varint()?];
+        let times = match activity {
+            None => [r.varint()?, r.varint()?, r.varint()?, r.varint()?],
+            Some(known) => {
+                for _ in 0..4 {
+                    r.skip_varint()?;
+                }
+                [
+                    known.last_seen_at.as_millis(),
+                    known.idle_deadline.as_millis(),
+                    known.absolute_deadline.as_millis(),
+                    known.version,
+                ]
+            }
+        };
         let csrf_secret = r.array()?;
         let ip = r.opt_str()?;
         let user_agent = r.opt_str()?;
@@ -192,6 +211,19 @@ impl<'a> Reader<'a> {
         self.varint_by_bytes()
     }
 
+    /// Steps over a varint, refusing what [`Reader::varint`] refuses.
+    pub(super) fn skip_varint(&mut self) -> Result<(), Wire> {
+        // Up to 8 bytes, every varint is valid: only its end is looked for.
+        if let Some(word) = self.0.first_chunk::<8>() {
+            let stops = !u64::from_le_bytes(*word) & 0x8080_8080_8080_8080;
+            if stops != 0 {
+                self.0 = &self.0[stops.trailing_zeros() as usize / 8 + 1..];
+                return Ok(());
+            }
+        }
+        self.varint().map(|_| ())
+    }
+
     /// [`Reader::varint`] one byte at a time, as postcard reads it.
     fn varint_by_bytes(&mut self) -> Result<u64, Wire> {
         let mut value = 0u64;
@@ -258,6 +290,19 @@ mod tests {
             prop_assert_eq!(&a, &b);
             if a.is_ok() {
                 prop_assert_eq!(fast.0, slow.0);
+            }
+        }
+
+        /// Skipping a varint accepts what reading it accepts, and leaves the same rest.
+        #[test]
+        fn skipping_a_varint_agrees_with_reading_it(bytes in proptest::collection::vec(
+            prop_oneof![any::<u8>(), 0x80..=0xffu8], 0..14,
+        )) {
+            let (mut skipped, mut read) = (Reader(&bytes), Reader(&bytes));
+            let (a, b) = (skipped.skip_varint(), read.varint());
+            prop_assert_eq!(a.is_ok(), b.is_ok());
+            if a.is_ok() {
+                prop_assert_eq!(skipped.0, read.0);
             }
         }
 
