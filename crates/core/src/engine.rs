@@ -635,6 +635,15 @@ pub trait Engine: Send + Sync + 'static {
         Loading::Later(self.load(token))
     }
 
+    /// [`Engine::load_now`] for a token as the client sent it, in bytes: one that is not UTF-8
+    /// is loaded as the empty token, which no engine accepts. The HTTP layer calls this (a
+    /// header value is bytes). The default checks the UTF-8 and defers to
+    /// [`Engine::load_now`]; [`Sessions`] parses the bytes as they are, since an ID is ASCII
+    /// or nothing.
+    fn load_now_raw<'a>(&'a self, token: &'a [u8]) -> Loading<'a> {
+        self.load_now(std::str::from_utf8(token).unwrap_or(""))
+    }
+
     /// Writes back what the request did. Afterwards [`Session::issued_token`] is the token to
     /// send the client, if it needs a new one.
     ///
@@ -661,7 +670,11 @@ impl Engine for Sessions {
     }
 
     fn load_now<'a>(&'a self, token: &'a str) -> Loading<'a> {
-        match SessionId::parse(token) {
+        self.load_now_raw(token.as_bytes())
+    }
+
+    fn load_now_raw<'a>(&'a self, token: &'a [u8]) -> Loading<'a> {
+        match SessionId::parse_bytes(token) {
             Some(id) => self.load_id_now(id),
             None => Loading::Ready(Ok(None)),
         }
@@ -726,6 +739,70 @@ mod tests {
         assert_eq!(
             (owner(&a).as_str(), owner(&b).as_str()),
             ("first", "second")
+        );
+    }
+
+    /// An engine that only has `load_now` of its own, to see what the default `load_now_raw`
+    /// hands it.
+    struct Plain(Sessions, std::sync::Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl Engine for Plain {
+        fn start(&self, client: ClientInfo) -> Session {
+            self.0.start_with_client(client)
+        }
+        async fn load(&self, token: &str) -> Result<Option<Session>, Error> {
+            self.0.load(token).await
+        }
+        fn load_now<'a>(&'a self, token: &'a str) -> Loading<'a> {
+            self.1.lock().unwrap().push(token.to_owned());
+            Engine::load_now(&self.0, token)
+        }
+        async fn commit(&self, session: &mut Session) -> Result<Commit, Error> {
+            self.0.commit(session).await
+        }
+        fn policy(&self) -> &Policy {
+            self.0.policy()
+        }
+        fn now(&self) -> Timestamp {
+            self.0.now()
+        }
+    }
+
+    /// Loading from bytes finds what loading from the text finds (the text of bytes that are
+    /// not UTF-8 being empty), in the engine and through the default.
+    #[tokio::test]
+    async fn loading_raw_bytes_finds_what_loading_their_text_finds() {
+        let sessions = Sessions::new(MemoryStore::new());
+        let mut live = sessions.start();
+        live.insert("n", &1).unwrap();
+        sessions.commit(&mut live).await.unwrap();
+        let token = live.id().unwrap().expose();
+        let mut not_utf8 = token.clone().into_bytes();
+        not_utf8[3] = 0xff;
+        let cases: Vec<Vec<u8>> = vec![
+            token.clone().into_bytes(),
+            SessionId::generate().expose().into_bytes(),
+            format!("{token}=").into_bytes(),
+            not_utf8,
+            b"\xc3\xa9".to_vec(),
+            Vec::new(),
+        ];
+        let found = |loading: Loading<'_>| match loading {
+            Loading::Ready(loaded) => loaded.unwrap().map(|s| s.key().unwrap()),
+            Loading::Later(_) => panic!("the memory store answers at once"),
+        };
+        let plain = Plain(sessions.clone(), std::sync::Mutex::default());
+        for bytes in &cases {
+            let text = std::str::from_utf8(bytes).unwrap_or("");
+            let expected = found(Engine::load_now(&sessions, text));
+            assert_eq!(found(sessions.load_now_raw(bytes)), expected, "{bytes:?}");
+            assert_eq!(found(plain.load_now_raw(bytes)), expected, "{bytes:?}");
+            assert_eq!(plain.1.lock().unwrap().pop().as_deref(), Some(text));
+        }
+        assert_eq!(
+            found(sessions.load_now_raw(token.as_bytes())),
+            Some(live.key().unwrap())
         );
     }
 

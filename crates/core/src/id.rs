@@ -67,7 +67,13 @@ impl SessionId {
     /// no whitespace, canonical trailing bits. Anything else is `None` ("no session"), and costs
     /// no store call.
     pub fn parse(text: &str) -> Option<Self> {
-        decode_id(text.as_bytes()).map(Self)
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// [`SessionId::parse`] of bytes as a client sent them (an ID is ASCII, so bytes that are
+    /// not UTF-8 are simply not an ID).
+    pub(crate) fn parse_bytes(bytes: &[u8]) -> Option<Self> {
+        decode_id(bytes).map(Self)
     }
 
     /// The ID as the client must receive it (43 characters of base64url).

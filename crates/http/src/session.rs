@@ -60,12 +60,15 @@ impl Token {
 
     /// The token's text; a token that is not UTF-8 is empty, which no engine accepts.
     pub(crate) fn as_str(&self) -> &str {
-        let bytes = self
-            .header
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The token's bytes, as the client sent them.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.header
             .as_bytes()
             .get(self.range.clone())
-            .unwrap_or_default();
-        std::str::from_utf8(bytes).unwrap_or("")
+            .unwrap_or_default()
     }
 }
 
@@ -484,7 +487,8 @@ impl Shared {
             self.check_csrf(slot);
             return Ok(None);
         };
-        match self.engine.load_now(token.as_str()) {
+        // As bytes: the engine checks what it needs (an ID is ASCII), the same as for the text.
+        match self.engine.load_now_raw(token.as_bytes()) {
             Loading::Ready(loaded) => self.settle(slot, loaded).map(|()| None),
             Loading::Later(later) => Ok(Some(later)),
         }
