@@ -500,19 +500,21 @@ impl Shared {
         slot: &mut Slot,
         loaded: Result<Option<CoreSession>, tessera_core::Error>,
     ) -> Result<(), SessionRejection> {
-        *slot = Slot::Loaded(match loaded {
-            Ok(Some(session)) => Loaded::new(session, false),
+        match loaded {
+            // Written straight into the slot (the session is several hundred bytes, and a
+            // `Loaded` built first and then moved in is one more copy of it).
+            Ok(Some(session)) => *slot = Slot::Loaded(Loaded::new(session, false)),
             Ok(None) => {
                 let token = self.token.as_ref().map_or("", Token::as_str);
                 tracing::info!(target: TARGET, presented = %token_short(token),
                     "unknown, expired or malformed session token presented; starting a new session");
-                Loaded::new(self.engine.start(self.client.info()), true)
+                *slot = Slot::Loaded(Loaded::new(self.engine.start(self.client.info()), true));
             }
             Err(error) => {
                 tracing::error!(target: TARGET, %error, "loading the session failed");
                 return Err(SessionRejection::from_engine(error));
             }
-        });
+        }
         self.check_csrf(slot);
         Ok(())
     }
@@ -548,6 +550,7 @@ type LoadFuture<'a> = std::pin::Pin<
 >;
 
 impl Loaded {
+    #[inline(always)]
     fn new(session: CoreSession, presented_dead: bool) -> Self {
         Self {
             session,
