@@ -171,6 +171,7 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn byte(&mut self) -> Result<u8, Wire> {
         let (&b, rest) = self.0.split_first().ok_or(Wire::DeserializeUnexpectedEnd)?;
         self.0 = rest;
@@ -186,13 +187,23 @@ impl<'a> Reader<'a> {
         Ok(*array)
     }
 
+    // Inlined, so that the one-byte case (lengths, counts and tags) costs no call; a decode reads
+    // about ten varints.
+    #[inline]
     pub(super) fn varint(&mut self) -> Result<u64, Wire> {
-        let bytes = self.0;
-        // Lengths, counts and tags: one byte.
-        if let Some(&b) = bytes.first().filter(|&&b| b < 0x80) {
-            self.0 = &bytes[1..];
-            return Ok(u64::from(b));
+        if let Some((&b, rest)) = self.0.split_first() {
+            if b < 0x80 {
+                self.0 = rest;
+                return Ok(u64::from(b));
+            }
         }
+        self.long_varint()
+    }
+
+    /// [`Reader::varint`] of more than one byte.
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, Wire> {
+        let bytes = self.0;
         // Up to 8 bytes (56 bits: every millisecond timestamp until the year 2^40): the 7-bit
         // groups of one little-endian word gathered in three steps instead of a loop per byte.
         if let Some(word) = bytes.first_chunk::<8>() {
@@ -241,11 +252,13 @@ impl<'a> Reader<'a> {
         Err(Wire::DeserializeBadVarint)
     }
 
+    #[inline]
     pub(super) fn len(&mut self) -> Result<usize, Wire> {
         usize::try_from(self.varint()?).map_err(|_| Wire::DeserializeBadVarint)
     }
 
     /// A length-prefixed run of bytes (a string's, unchecked).
+    #[inline]
     pub(super) fn raw_str(&mut self) -> Result<&'a [u8], Wire> {
         let len = self.len()?;
         if len > self.0.len() {
@@ -260,6 +273,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.raw_str()?).map_err(|_| Wire::DeserializeBadUtf8)
     }
 
+    #[inline]
     fn option<T>(
         &mut self,
         read: impl FnOnce(&mut Self) -> Result<T, Wire>,
@@ -271,6 +285,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn opt_str(&mut self) -> Result<Option<&'a str>, Wire> {
         self.option(Self::str)
     }
