@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tessera_core::{
     ClientInfo, Commit, Engine, Key, Loading, Record, Session as CoreSession, SessionId, Timestamp,
 };
-use tokio::sync::Mutex;
 
 use crate::csrf::{self, CsrfFailure, Verdict};
 use crate::rejection::SessionRejection;
@@ -126,7 +126,103 @@ pub(crate) struct Shared {
     client: ClientSource,
     verdict: Verdict,
     exempt: AtomicBool,
-    slot: Mutex<Slot>,
+    slot: SlotLock,
+}
+
+/// The slot and whether a task holds it across a wait.
+struct Cell {
+    slot: Slot,
+    busy: bool,
+}
+
+/// The request's slot behind a lock that costs an uncontended mutex when nobody waits (the usual
+/// case: one handler, then the layer), and that a task holds across a wait (a load from a
+/// store that answers later, a commit) by marking it busy. The mutex itself is only ever held
+/// for synchronous work, never across an `await` (its guard is not `Send`, so a future that
+/// did would not compile into the `Send` handler futures).
+///
+/// It replaced a `tokio::sync::Mutex`, whose release alone cost more than a hundred
+/// instructions on every use.
+struct SlotLock {
+    cell: Mutex<Cell>,
+    /// Signalled when a busy holder lets go.
+    freed: tokio::sync::Notify,
+}
+
+impl SlotLock {
+    fn new() -> Self {
+        Self {
+            cell: Mutex::new(Cell {
+                slot: Slot::Unloaded,
+                busy: false,
+            }),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The cell, whatever its state (a holder that panicked left nothing half-done that
+    /// matters here: the slot is replaced whole).
+    fn cell(&self) -> MutexGuard<'_, Cell> {
+        self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cell, unless a task holds it busy.
+    fn try_lock(&self) -> Option<MutexGuard<'_, Cell>> {
+        let cell = self.cell();
+        (!cell.busy).then_some(cell)
+    }
+
+    /// The cell, once no task holds it busy.
+    async fn lock(&self) -> MutexGuard<'_, Cell> {
+        loop {
+            // Registered before the check, so a release between the two is not missed.
+            let freed = self.freed.notified();
+            if let Some(cell) = self.try_lock() {
+                return cell;
+            }
+            freed.await;
+        }
+    }
+
+    /// Keeps the cell for the caller across a wait: others wait until the returned [`Busy`] is
+    /// dropped (also when the wait is cancelled).
+    fn hold(&self, mut cell: MutexGuard<'_, Cell>) -> Busy<'_> {
+        cell.busy = true;
+        drop(cell);
+        Busy(self)
+    }
+}
+
+/// A cell held busy; see [`SlotLock::hold`].
+struct Busy<'a>(&'a SlotLock);
+
+impl Busy<'_> {
+    /// The held cell, for synchronous work (drop the guard before the `Busy`).
+    fn cell(&self) -> MutexGuard<'_, Cell> {
+        self.0.cell()
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.cell().busy = false;
+        self.0.freed.notify_waiters();
+    }
+}
+
+/// A loaded session taken out of a busy cell for a commit, put back when dropped (also when the
+/// commit is cancelled), before the cell is let go.
+struct Taken<'a> {
+    loaded: Option<Loaded>,
+    busy: Busy<'a>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if let Some(loaded) = self.loaded.take() {
+            self.busy.cell().slot = Slot::Loaded(loaded);
+        }
+    }
 }
 
 // Not boxed: the slot lives inside the handle's one `Arc` allocation already, and a box would
@@ -182,7 +278,7 @@ impl Session {
                 client,
                 verdict,
                 exempt: AtomicBool::new(false),
-                slot: Mutex::new(Slot::Unloaded),
+                slot: SlotLock::new(),
             }),
         }
     }
@@ -197,18 +293,23 @@ impl Session {
         &self,
         f: impl FnOnce(&mut Loaded) -> Result<R, SessionRejection>,
     ) -> Result<R, SessionRejection> {
-        let mut slot = self.shared.lock_slot().await;
-        if matches!(*slot, Slot::Unloaded) {
-            self.shared.load_into(&mut slot).await?;
-        }
-        match &mut *slot {
-            Slot::Loaded(loaded) => match loaded.blocked {
-                Some(reason) => Err(SessionRejection::Csrf(reason)),
-                None => f(loaded),
-            },
-            Slot::Finished => Err(SessionRejection::Finished),
-            Slot::Unloaded => unreachable!("loaded above"),
-        }
+        let shared = &*self.shared;
+        // The guard lives in this block only: it must not be held across the wait below.
+        let (busy, later) = {
+            let mut cell = shared.slot.lock().await;
+            if !matches!(cell.slot, Slot::Unloaded) {
+                return apply(&mut cell.slot, f);
+            }
+            match shared.load_now_into(&mut cell.slot)? {
+                None => return apply(&mut cell.slot, f),
+                // The store answers later: the slot stays this call's across the wait.
+                Some(later) => (shared.slot.hold(cell), later),
+            }
+        };
+        let loaded = later.await;
+        let mut cell = busy.cell();
+        shared.settle(&mut cell.slot, loaded)?;
+        apply(&mut cell.slot, f)
     }
 
     /// Runs `f` on the engine's session object, for anything this handle has no method for.
@@ -394,18 +495,44 @@ impl Session {
     /// [`SessionRejection::Unavailable`] if the store fails, [`SessionRejection::LimitReached`]
     /// if a login is refused, and as [`Session::with`].
     pub async fn commit_now(&self) -> Result<Option<String>, SessionRejection> {
-        let engine = self.shared.engine.clone();
-        let mut slot = self.shared.lock_slot().await;
-        if matches!(*slot, Slot::Unloaded) {
-            self.shared.load_into(&mut slot).await?;
-        }
-        let Slot::Loaded(loaded) = &mut *slot else {
-            return Err(SessionRejection::Finished);
+        let shared = &*self.shared;
+        // Held busy throughout: the commit waits for the store.
+        let busy = shared.slot.hold(shared.slot.lock().await);
+        let later = {
+            let mut cell = busy.cell();
+            if matches!(cell.slot, Slot::Unloaded) {
+                shared.load_now_into(&mut cell.slot)?
+            } else {
+                None
+            }
         };
-        if let Some(reason) = loaded.blocked {
-            return Err(SessionRejection::Csrf(reason));
+        if let Some(later) = later {
+            let loaded = later.await;
+            shared.settle(&mut busy.cell().slot, loaded)?;
         }
-        loaded.commit(&*engine).await?;
+        let loaded = {
+            let mut cell = busy.cell();
+            match std::mem::replace(&mut cell.slot, Slot::Finished) {
+                Slot::Loaded(loaded) if loaded.blocked.is_none() => loaded,
+                other => {
+                    let refused = match &other {
+                        Slot::Loaded(Loaded {
+                            blocked: Some(reason),
+                            ..
+                        }) => SessionRejection::Csrf(*reason),
+                        _ => SessionRejection::Finished,
+                    };
+                    cell.slot = other;
+                    return Err(refused);
+                }
+            }
+        };
+        let mut taken = Taken {
+            loaded: Some(loaded),
+            busy,
+        };
+        let loaded = taken.loaded.as_mut().expect("just put there");
+        loaded.commit(&*shared.engine).await?;
         Ok(loaded.session.issued_token().map(str::to_owned))
     }
 
@@ -414,7 +541,7 @@ impl Session {
         &self,
         log_read_only_failure: bool,
     ) -> Result<Outcome, SessionRejection> {
-        let slot = std::mem::replace(&mut *self.shared.lock_slot().await, Slot::Finished);
+        let slot = std::mem::replace(&mut self.shared.slot.lock().await.slot, Slot::Finished);
         let Slot::Loaded(mut loaded) = slot else {
             return Ok(Outcome::default());
         };
@@ -438,7 +565,8 @@ impl Session {
     /// the client must be told and whether the session was used. `None` if a commit must run:
     /// then [`Session::finish`] must be called.
     pub(crate) fn finish_without_commit(&self) -> Option<(Outcome, bool)> {
-        let mut slot = self.shared.slot.try_lock().ok()?;
+        let mut cell = self.shared.slot.try_lock()?;
+        let slot = &mut cell.slot;
         if matches!(&*slot, Slot::Loaded(l) if l.blocked.is_none() && !l.session.is_clean()) {
             return None;
         }
@@ -454,30 +582,13 @@ impl Session {
 }
 
 impl Shared {
-    /// The slot, locked: at once when nobody holds it (the usual case: one handler, then the
-    /// layer), else after the holder is done.
-    async fn lock_slot(&self) -> tokio::sync::MutexGuard<'_, Slot> {
-        match self.slot.try_lock() {
-            Ok(slot) => slot,
-            Err(_) => self.slot.lock().await,
-        }
-    }
-
-    /// Loads the session into `slot` (which is `Unloaded`), or starts a new one.
+    /// Fills `slot` (which is `Unloaded`) with the presented session or a new one if that needs
+    /// no waiting; else gives back the engine's load to await (and then [`Shared::settle`]).
     ///
     /// The session is several hundred bytes, and every copy of it is a `memcpy` on every
     /// request that uses its session, so it goes into the slot as directly as the engine allows:
     /// the part that may wait holds nothing but the engine's future across the wait (a session
     /// held there would also make the handler's future, which axum boxes, that much larger).
-    async fn load_into(&self, slot: &mut Slot) -> Result<(), SessionRejection> {
-        if let Some(later) = self.load_now_into(slot)? {
-            let loaded = later.await;
-            self.settle(slot, loaded)?;
-        }
-        Ok(())
-    }
-
-    /// Fills `slot` if that needs no waiting; else gives back the engine's load to await.
     fn load_now_into<'a>(
         &'a self,
         slot: &mut Slot,
@@ -541,6 +652,22 @@ impl Shared {
             tracing::warn!(target: TARGET, session = %short(&loaded.session), %reason, "CSRF check failed");
         }
         loaded.blocked = blocked;
+    }
+}
+
+/// Runs `f` on the loaded session in `slot` (filled by the caller), unless the CSRF check
+/// blocked it or the layer has finished with it.
+fn apply<R>(
+    slot: &mut Slot,
+    f: impl FnOnce(&mut Loaded) -> Result<R, SessionRejection>,
+) -> Result<R, SessionRejection> {
+    match slot {
+        Slot::Loaded(loaded) => match loaded.blocked {
+            Some(reason) => Err(SessionRejection::Csrf(reason)),
+            None => f(loaded),
+        },
+        Slot::Finished => Err(SessionRejection::Finished),
+        Slot::Unloaded => unreachable!("loaded by the caller"),
     }
 }
 
@@ -618,4 +745,162 @@ fn short(session: &CoreSession) -> String {
 /// is a hash of the ID, so this reveals nothing of the token.
 fn token_short(token: &str) -> String {
     SessionId::parse(token).map_or_else(|| "malformed".to_owned(), |id| id.key().short())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::{Pin, pin};
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Poll;
+
+    use tessera_core::{Error, MemoryStore, Policy, Sessions};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+    /// An engine whose loads and commits wait for a permit of `gate`, so that a test decides
+    /// when the store answers.
+    struct Gated {
+        inner: Sessions,
+        gate: Semaphore,
+        loads: AtomicUsize,
+    }
+
+    impl Engine for Gated {
+        fn start(&self, client: ClientInfo) -> CoreSession {
+            self.inner.start_with_client(client)
+        }
+        fn load<'a, 'b, 'c>(
+            &'a self,
+            token: &'b str,
+        ) -> BoxFuture<'c, Result<Option<CoreSession>, Error>>
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            Box::pin(async move {
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                self.gate.acquire().await.expect("open").forget();
+                self.inner.load(token).await
+            })
+        }
+        fn commit<'a, 'b, 'c>(
+            &'a self,
+            session: &'b mut CoreSession,
+        ) -> BoxFuture<'c, Result<Commit, Error>>
+        where
+            'a: 'c,
+            'b: 'c,
+            Self: 'c,
+        {
+            Box::pin(async move {
+                self.gate.acquire().await.expect("open").forget();
+                self.inner.commit(session).await
+            })
+        }
+        fn policy(&self) -> &Policy {
+            self.inner.policy()
+        }
+        fn now(&self) -> Timestamp {
+            self.inner.now()
+        }
+    }
+
+    /// A handle for a request presenting a stored session with `n = 1`, over a gated engine.
+    async fn handle() -> (Session, Arc<Gated>) {
+        let inner = Sessions::new(MemoryStore::new());
+        let mut stored = inner.start();
+        stored.insert("n", &1u64).unwrap();
+        inner.commit(&mut stored).await.unwrap();
+        let header = http::HeaderValue::try_from(stored.id().unwrap().expose()).unwrap();
+        let token = Token::new(&header, 0..header.len());
+        let engine = Arc::new(Gated {
+            inner,
+            gate: Semaphore::new(0),
+            loads: AtomicUsize::new(0),
+        });
+        let client = ClientSource {
+            user_agent: None,
+            ip: None,
+        };
+        let session = Session::new(engine.clone(), Some(token), client, Verdict::NotChecked);
+        (session, engine)
+    }
+
+    /// Polls `future` once.
+    async fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        let mut future = Some(future);
+        std::future::poll_fn(|cx| Poll::Ready(future.take().unwrap().poll(cx))).await
+    }
+
+    fn is_free(session: &Session) -> bool {
+        session.shared.slot.try_lock().is_some()
+    }
+
+    #[tokio::test]
+    async fn uses_of_one_handle_wait_for_a_load_in_progress_and_share_it() {
+        let (session, engine) = handle().await;
+        let mut first = pin!(session.get::<u64>("n"));
+        let mut second = pin!(session.get::<u64>("n"));
+        assert!(poll_once(first.as_mut()).await.is_pending());
+        assert!(poll_once(second.as_mut()).await.is_pending());
+        assert!(
+            !is_free(&session),
+            "the first use holds the slot while loading"
+        );
+        engine.gate.add_permits(1);
+        let (a, b) = tokio::join!(first, second);
+        assert_eq!((a.unwrap(), b.unwrap()), (Some(1), Some(1)));
+        assert_eq!(engine.loads.load(Ordering::SeqCst), 1, "one load for both");
+        assert!(is_free(&session));
+    }
+
+    #[tokio::test]
+    async fn a_use_dropped_while_loading_lets_the_slot_go() {
+        let (session, engine) = handle().await;
+        {
+            let mut dropped = pin!(session.get::<u64>("n"));
+            assert!(poll_once(dropped.as_mut()).await.is_pending());
+            assert!(!is_free(&session));
+        }
+        assert!(
+            is_free(&session),
+            "cancelled while loading: the slot is free again"
+        );
+        engine.gate.add_permits(1);
+        assert_eq!(session.get::<u64>("n").await.unwrap(), Some(1));
+        assert_eq!(engine.loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_commit_now_dropped_while_committing_puts_the_session_back() {
+        let (session, engine) = handle().await;
+        engine.gate.add_permits(1);
+        session.insert("n", &2u64).await.unwrap();
+        {
+            let mut dropped = pin!(session.commit_now());
+            assert!(poll_once(dropped.as_mut()).await.is_pending());
+            assert!(!is_free(&session), "the commit holds the slot");
+        }
+        assert!(is_free(&session));
+        assert_eq!(
+            session.get::<u64>("n").await.unwrap(),
+            Some(2),
+            "still there"
+        );
+        // The commit now, and the layer's at the end.
+        engine.gate.add_permits(2);
+        assert_eq!(session.commit_now().await.unwrap(), None);
+        let outcome = session.finish(false).await.unwrap();
+        assert!(!outcome.touches_client());
+        assert!(matches!(
+            session.get::<u64>("n").await,
+            Err(SessionRejection::Finished)
+        ));
+        assert_eq!(engine.loads.load(Ordering::SeqCst), 1);
+    }
 }
