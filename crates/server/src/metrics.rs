@@ -184,8 +184,13 @@ impl Engine for MeteredEngine {
     }
 
     fn load_now<'a>(&'a self, token: &'a str) -> Loading<'a> {
-        // The memory store answers without a future; count what either path finds.
-        match self.sessions.load_now(token) {
+        self.load_now_raw(token.as_bytes())
+    }
+
+    fn load_now_raw<'a>(&'a self, token: &'a [u8]) -> Loading<'a> {
+        // The memory store answers without a future; count what either path finds. The bytes
+        // go to the engine as they are (it parses an ID without a UTF-8 check first).
+        match self.sessions.load_now_raw(token) {
             Loading::Ready(loaded) => {
                 if matches!(loaded, Ok(None)) {
                     count_unknown_session();
