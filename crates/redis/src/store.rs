@@ -413,7 +413,7 @@ impl RedisStore {
                 match key_of(member) {
                     Some(key) => {
                         let mut exists = Command::new("EXISTS");
-                        exists.arg(self.keys.session(&key).as_bytes());
+                        exists.arg_from(|out| self.keys.write_session(out, &key));
                         self.query::<i64>(exists)
                             .await
                             .map(|n| (n == 0).then(|| member.clone()))
@@ -578,9 +578,9 @@ impl Store for RedisStore {
         if let Some(subject) = &new.subject {
             self.index(subject, new).await?;
         }
-        let old_name = self.keys.session(old_key);
-        let new_name = self.keys.session(&new.key);
-        if self.is_cluster() && slot(old_name.as_bytes()) != slot(new_name.as_bytes()) {
+        // Names are built only to compare their slots, which only a cluster has.
+        let slot_of = |key: &Key| slot(self.keys.session(key).as_bytes());
+        if self.is_cluster() && slot_of(old_key) != slot_of(&new.key) {
             return self
                 .rotate_across_slots(old_key, expected_version, new, now)
                 .await;
