@@ -69,6 +69,13 @@ impl Record {
         codec::encode_into(self, out);
     }
 
+    /// About as many bytes as [`Record::encode`] makes, rounded up for every record short of
+    /// values over 16 KiB: for a store that sizes a buffer before encoding into it, so that the
+    /// buffer is allocated once.
+    pub fn encoded_len_hint(&self) -> usize {
+        codec::len_hint(self)
+    }
+
     /// Decodes what [`Record::encode`] produced.
     ///
     /// The data map stays in its encoded form (one allocation) until it is changed, and
@@ -179,12 +186,44 @@ impl Repr {
     }
 }
 
+/// An inline map being written: entries in key order after a count byte that is filled in last.
+struct InlineWriter {
+    bytes: [u8; INLINE_MAX],
+    at: usize,
+    count: u8,
+}
+
+impl InlineWriter {
+    /// Appends one entry; `None` if it does not fit.
+    fn entry(&mut self, key: &str, json: &str) -> Option<()> {
+        self.string(key)?;
+        self.string(json)?;
+        self.count += 1;
+        Some(())
+    }
+
+    /// A string with its length; every length that fits inline is one varint byte.
+    fn string(&mut self, s: &str) -> Option<()> {
+        let len = u8::try_from(s.len()).ok().filter(|&len| len < 0x80)?;
+        let end = self.at + 1 + s.len();
+        let slot = self.bytes.get_mut(self.at..end)?;
+        slot[0] = len;
+        slot[1..].copy_from_slice(s.as_bytes());
+        self.at = end;
+        Some(())
+    }
+}
+
 /// Larger maps are decoded into entries at once, so that a lookup never scans more than this.
 const LAZY_MAX: usize = 16;
 
 impl Default for Data {
+    /// The empty map, inline (its encoding is one byte, a count of zero): no allocation.
     fn default() -> Self {
-        Self(Repr::Entries(Arc::default()))
+        Self(Repr::Inline(Inline {
+            len: 1,
+            bytes: [0; INLINE_MAX],
+        }))
     }
 }
 
@@ -308,8 +347,48 @@ impl Data {
         }
     }
 
+    /// An inline map with `key` set to `json`, if the result still fits inline: a small map (a
+    /// counter, a user ID) changes without an allocation. `None` for a map held otherwise or
+    /// a result too long.
+    fn set_inline(&self, key: &str, json: &str) -> Option<Inline> {
+        let Repr::Inline(inline) = &self.0 else {
+            return None;
+        };
+        let mut out = InlineWriter {
+            bytes: [0; INLINE_MAX],
+            at: 1,
+            count: 0,
+        };
+        let mut pending = Some((key, json));
+        for (k, v) in EncodedIter::new(&inline.bytes[..usize::from(inline.len)]) {
+            if let Some((key, json)) = pending.filter(|&(key, _)| key <= k) {
+                out.entry(key, json)?;
+                pending = None;
+                if key == k {
+                    continue; // replaced
+                }
+            }
+            out.entry(k, v)?;
+        }
+        if let Some((key, json)) = pending {
+            out.entry(key, json)?;
+        }
+        // At most INLINE_MAX / 3 entries: the count is one varint byte too.
+        out.bytes[0] = out.count;
+        #[allow(clippy::cast_possible_truncation)] // at most INLINE_MAX
+        let len = out.at as u8;
+        Some(Inline {
+            len,
+            bytes: out.bytes,
+        })
+    }
+
     /// Stores JSON text under `key`. The caller guarantees `json` is valid JSON.
     pub(crate) fn set_raw(&mut self, key: &str, json: Box<str>) {
+        if let Some(inline) = self.set_inline(key, &json) {
+            self.0 = Repr::Inline(inline);
+            return;
+        }
         let entries = self.entries_mut();
         match position(entries, key) {
             Ok(i) => entries[i].1 = json,
@@ -742,6 +821,38 @@ pub(crate) mod tests {
             prop_assert_eq!(decoded, built);
         }
 
+        /// Setting keys on a new map keeps it inline while its encoding fits (no allocation),
+        /// and it reads, encodes and decodes like the same entries held as a vector.
+        #[test]
+        fn a_small_map_stays_inline_as_keys_are_set(
+            sets in proptest::collection::vec(("[a-c]{0,2}", 0..100_000i64), 1..8),
+        ) {
+            let mut data = Data::new();
+            let mut model = std::collections::BTreeMap::new();
+            // Once it spills into entries, the map stays there (even if a later value is
+            // shorter).
+            let mut spilled = false;
+            for (key, value) in &sets {
+                data.set_json(key, &serde_json::json!(value));
+                model.insert(key.clone(), value.to_string());
+                let entries = Data(Repr::Entries(Arc::new(
+                    model.iter().map(|(k, v)| (Box::from(&**k), Box::from(&**v))).collect(),
+                )));
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                data.encode_into(&mut ours);
+                entries.encode_into(&mut theirs);
+                prop_assert_eq!(&ours, &theirs);
+                spilled |= ours.len() > INLINE_MAX;
+                prop_assert_eq!(form(&data), if spilled { "entries" } else { "inline" });
+                prop_assert_eq!(&data, &entries);
+                prop_assert_eq!(data.len(), model.len());
+                prop_assert_eq!(data.get_raw(key), Some(&*value.to_string()));
+                let mut record = sample(Key::from_bytes([9; 32]));
+                record.data = data.clone();
+                prop_assert_eq!(Record::decode(&record.encode()).unwrap().data, data.clone());
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Record::decode(&bytes);
@@ -754,8 +865,10 @@ pub(crate) mod tests {
         fn the_codec_matches_the_serde_reference(record in arbitrary_record()) {
             let bytes = record.encode();
             prop_assert_eq!(&bytes, &reference::encode(&to_wire(&record)));
+            prop_assert!(bytes.len() <= record.encoded_len_hint());
             let decoded = Record::decode(&bytes).unwrap();
             prop_assert_eq!(&decoded, &record);
+            prop_assert!(bytes.len() <= decoded.encoded_len_hint());
             prop_assert_eq!(decoded.encode(), bytes.clone());
             prop_assert_eq!(Record::decode_own(&bytes).unwrap(), record.clone());
             let activity = Activity {

@@ -85,6 +85,9 @@ pub struct Session {
     /// The version the record had when loaded (the compare-and-swap token).
     pub(crate) base_version: u64,
     changes: Vec<Change>,
+    /// A new session was changed. Its changes are applied but not logged: a new session is
+    /// created at commit, never rebased, so there is nothing to replay.
+    changed_new: bool,
     /// Boxed: rare, and the session is moved several times on every load, so every byte kept
     /// inline is copied on every request.
     pub(crate) privilege: Option<Box<Privilege>>,
@@ -121,6 +124,7 @@ impl Session {
             base_version: record.version,
             record,
             changes: Vec::new(),
+            changed_new: false,
             privilege: None,
             destroy: false,
             touch_due: false,
@@ -138,6 +142,7 @@ impl Session {
             base_version: record.version,
             record,
             changes: Vec::new(),
+            changed_new: false,
             privilege: None,
             destroy: false,
             touch_due,
@@ -256,6 +261,7 @@ impl Session {
     /// logout).
     pub fn is_modified(&self) -> bool {
         !self.changes.is_empty()
+            || self.changed_new
             || self.privilege.is_some()
             || self.destroy
             || (self.keep && self.state == State::New)
@@ -303,6 +309,12 @@ impl Session {
     /// [`DataError::Serialize`] if `value` does not serialize to JSON.
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), DataError> {
         let json = to_json(key, value)?;
+        if self.state == State::New {
+            // Not logged (see `changed_new`), so neither the key nor the value is copied.
+            self.record.data.set_raw(key, json);
+            self.changed_new = true;
+            return Ok(());
+        }
         self.push(Change::Set(key.into(), json))
     }
 
@@ -402,7 +414,11 @@ impl Session {
 
     fn push(&mut self, change: Change) -> Result<(), DataError> {
         change.apply(&mut self.record.data)?;
-        self.changes.push(change);
+        if self.state == State::New {
+            self.changed_new = true;
+        } else {
+            self.changes.push(change);
+        }
         Ok(())
     }
 
@@ -430,6 +446,7 @@ impl Session {
         }
         self.state = State::Stored;
         self.changes.clear();
+        self.changed_new = false;
         self.privilege = None;
         self.touch_due = false;
     }
@@ -438,6 +455,7 @@ impl Session {
         self.state = State::Gone;
         self.issued = None;
         self.changes.clear();
+        self.changed_new = false;
         self.privilege = None;
         self.touch_due = false;
     }

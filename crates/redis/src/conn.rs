@@ -258,7 +258,7 @@ async fn handshake(stream: &mut Box<dyn Stream>, endpoint: &Endpoint) -> Result<
                 input.advance(used);
                 expected -= 1;
                 match reply {
-                    Reply::Status(_) => {}
+                    Reply::Ok | Reply::Status(_) => {}
                     // The server's words (e.g. "WRONGPASS invalid username-password pair"),
                     // never the password.
                     Reply::Error(message) => return Err(ConnError::Handshake(message)),

@@ -17,7 +17,9 @@ const MAX_LEN: usize = 512 * 1024 * 1024;
 /// One reply from the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// `+OK`, `+PONG`.
+    /// `+OK`, the commonest reply, held without an allocation.
+    Ok,
+    /// Any other status line: `+PONG`.
     Status(String),
     /// `-ERR ...`: the server refused the command (the connection is fine).
     Error(String),
@@ -214,6 +216,7 @@ fn parse_at(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, P
     };
     let after_line = *at + 1 + line.len() + 2;
     let reply = match kind {
+        b'+' if line == b"OK" => Reply::Ok,
         b'+' => Reply::Status(text(line)?),
         b'-' => Reply::Error(text(line)?),
         b':' => Reply::Int(integer(line)?),
@@ -310,7 +313,8 @@ mod tests {
     #[test]
     fn each_reply_type_parses() {
         let cases: &[(&[u8], Reply)] = &[
-            (b"+OK\r\n", Reply::Status("OK".into())),
+            (b"+OK\r\n", Reply::Ok),
+            (b"+PONG\r\n", Reply::Status("PONG".into())),
             (b"-NOSCRIPT x\r\n", Reply::Error("NOSCRIPT x".into())),
             (b":-3\r\n", Reply::Int(-3)),
             (b"$3\r\na\r\n\r\n", Reply::Bulk(b"a\r\n".to_vec())),
@@ -374,7 +378,10 @@ mod tests {
 
     fn reply() -> impl Strategy<Value = Reply> {
         let leaf = prop_oneof![
-            "[a-zA-Z ]{0,12}".prop_map(Reply::Status),
+            Just(Reply::Ok),
+            "[a-zA-Z ]{0,12}"
+                .prop_filter("+OK is Reply::Ok", |s| s != "OK")
+                .prop_map(Reply::Status),
             "[A-Z]{1,8} [a-z ]{0,12}".prop_map(Reply::Error),
             any::<i64>().prop_map(Reply::Int),
             proptest::collection::vec(any::<u8>(), 0..64).prop_map(Reply::Bulk),
@@ -387,6 +394,7 @@ mod tests {
 
     fn encode(reply: &Reply, out: &mut Vec<u8>) {
         match reply {
+            Reply::Ok => out.extend_from_slice(b"+OK\r\n"),
             Reply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
             Reply::Error(s) => out.extend_from_slice(format!("-{s}\r\n").as_bytes()),
             Reply::Int(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),

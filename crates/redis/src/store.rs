@@ -434,7 +434,8 @@ impl RedisStore {
     /// the earlier deadline.
     async fn set_new(&self, record: &Record) -> Result<(), StoreError> {
         check_fits(record)?;
-        let mut command = Command::new("SET");
+        // Room for the name, the value and the options, so the buffer is allocated once.
+        let mut command = Command::with_capacity("SET", 160 + value::len_hint(record));
         command
             .arg_from(|out| self.keys.write_session(out, &record.key))
             .arg_from(|out| value::encode_into(out, record, clamp))
@@ -442,7 +443,7 @@ impl RedisStore {
             .arg(b"PXAT")
             .int(expiry(record));
         match self.call_raw(command).await.and_then(refusal)? {
-            Reply::Status(_) => Ok(()),
+            Reply::Ok => Ok(()),
             Reply::Nil => Err(StoreError::Duplicate),
             _ => Err(StoreError::backend(RedisStoreError::MalformedReply)),
         }
@@ -958,8 +959,9 @@ fn from_value(value: Value) -> Result<Reply, StoreError> {
         Value::Nil => Reply::Nil,
         Value::Int(n) => Reply::Int(n),
         Value::BulkString(bytes) => Reply::Bulk(bytes),
+        Value::SimpleString(text) if text == "OK" => Reply::Ok,
         Value::SimpleString(text) => Reply::Status(text),
-        Value::Okay => Reply::Status("OK".to_owned()),
+        Value::Okay => Reply::Ok,
         Value::Array(items) => Reply::Array(
             items
                 .into_iter()
@@ -991,6 +993,7 @@ impl FromReply for i64 {
 impl FromReply for String {
     fn from_reply(reply: Reply) -> Result<Self, StoreError> {
         match reply {
+            Reply::Ok => Ok("OK".to_owned()),
             Reply::Status(text) => Ok(text),
             Reply::Bulk(bytes) => String::from_utf8(bytes).map_err(|_| malformed()),
             _ => Err(malformed()),

@@ -37,6 +37,11 @@ pub(crate) fn fits(record: &Record) -> bool {
     record.subject.as_deref().unwrap_or_default().len() <= MAX_SUBJECT
 }
 
+/// About as many bytes as [`encode_into`] appends for `record` (rounded up), to size a buffer.
+pub(crate) fn len_hint(record: &Record) -> usize {
+    HEADER + record.subject.as_deref().map_or(0, str::len) + record.encoded_len_hint()
+}
+
 /// Appends the value stored for `record` (a record that [`fits`]) to `out`, its deadlines
 /// clamped by `clamp`.
 pub(crate) fn encode_into(out: &mut Vec<u8>, record: &Record, clamp: impl Fn(Timestamp) -> u64) {
@@ -167,6 +172,7 @@ mod tests {
                 value[HAS_SUBJECT],
                 if subject.is_some() { b'1' } else { b'0' }
             );
+            assert!(value.len() <= len_hint(&record));
             let back = decode(&record.key, &value).unwrap();
             assert_eq!(back.data, record.data);
             assert_eq!(back.subject, record.subject);

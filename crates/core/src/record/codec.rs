@@ -30,9 +30,9 @@ pub(crate) enum Trust {
     Own,
 }
 
-pub(super) fn encode_into(record: &Record, out: &mut Vec<u8>) {
-    // Room for the fixed part (format, key, secret, times: under 140 bytes), the optional
-    // strings and the data, so the buffer grows at most once.
+/// Room for the fixed part (format, key, secret, times: under 140 bytes), the optional strings
+/// and the data.
+pub(super) fn len_hint(record: &Record) -> usize {
     let strings = [
         &record.subject,
         &record.client.ip,
@@ -41,7 +41,12 @@ pub(super) fn encode_into(record: &Record, out: &mut Vec<u8>) {
     .iter()
     .filter_map(|s| s.as_deref().map(|s| s.len() + 2))
     .sum::<usize>();
-    out.reserve(140 + strings + record.data.encoded_len_hint());
+    140 + strings + record.data.encoded_len_hint()
+}
+
+pub(super) fn encode_into(record: &Record, out: &mut Vec<u8>) {
+    // So the buffer grows at most once.
+    out.reserve(len_hint(record));
     out.push(FORMAT_V1);
     out.extend_from_slice(record.key.as_bytes());
     put_opt_str(out, record.subject.as_deref());
