@@ -74,40 +74,42 @@ stop_server() {
   server_pid=""
 }
 
-run_library() { # binary library store cookie_name
-  local bin="$1" library="$2" store="$3" cookie_name="$4"
-  for route in plain new read write; do
-    # A fresh server and an empty store for every route, so that no route sees what the one
-    # before left behind (sessions it created, pooled connections wrk cut off mid-request).
-    local dir; dir="$(mktemp -d)"
-    start_server "$bin" "$library" "$store" "$dir"
-    curl -sf "http://127.0.0.1:$PORT/seed?n=$SEEDED" >"$dir/tokens"
-    local script=()
-    if [ "$route" = read ] || [ "$route" = write ]; then script=(-s "$here/cookies.lua"); fi
-    local out rps failed status
-    out="$(TOKENS="$dir/tokens" COOKIE_NAME="$cookie_name" timeout $((DURATION + 20)) \
-      taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" \
-      "http://127.0.0.1:$PORT/$route" || true)"
-    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-    rps="${rps:-0}" # wrk failed or was stopped by the timeout: the cell shows 0
-    # wrk prints these two lines only when there was something to count.
-    failed="$(awk '/Non-2xx or 3xx responses/ {n += $NF}
-      /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")"
-    # 000 when the server gave no answer within 10 s.
-    status="$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' \
-      -H "Cookie: $cookie_name=$(head -1 "$dir/tokens")" "http://127.0.0.1:$PORT/$route" || true)"
-    printf '%s %s %s %s %s %s\n' "$store" "$library" "$route" "$rps" "$status" "$failed" | tee -a "$results"
-    stop_server
-    rm -rf "$dir"
-  done
+run_cell() { # binary library store cookie_name route
+  local bin="$1" library="$2" store="$3" cookie_name="$4" route="$5"
+  # A fresh server and an empty store for every cell, so that no route sees what the one
+  # before left behind (sessions it created, pooled connections wrk cut off mid-request).
+  local dir; dir="$(mktemp -d)"
+  start_server "$bin" "$library" "$store" "$dir"
+  curl -sf "http://127.0.0.1:$PORT/seed?n=$SEEDED" >"$dir/tokens"
+  local script=()
+  if [ "$route" = read ] || [ "$route" = write ]; then script=(-s "$here/cookies.lua"); fi
+  local out rps failed status
+  out="$(TOKENS="$dir/tokens" COOKIE_NAME="$cookie_name" timeout $((DURATION + 20)) \
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" \
+    "http://127.0.0.1:$PORT/$route" || true)"
+  rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  rps="${rps:-0}" # wrk failed or was stopped by the timeout: the cell shows 0
+  # wrk prints these two lines only when there was something to count.
+  failed="$(awk '/Non-2xx or 3xx responses/ {n += $NF}
+    /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")"
+  # 000 when the server gave no answer within 10 s.
+  status="$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' \
+    -H "Cookie: $cookie_name=$(head -1 "$dir/tokens")" "http://127.0.0.1:$PORT/$route" || true)"
+  printf '%s %s %s %s %s %s\n' "$store" "$library" "$route" "$rps" "$status" "$failed" | tee -a "$results"
+  stop_server
+  rm -rf "$dir"
 }
 
+# The four libraries run one route back to back, so that the cells a ratio compares are
+# measured within seconds of each other (this machine's speed drifts over minutes).
 for _round in $(seq 1 "$REPEAT"); do
   for store in $STORES; do
-    run_library http-load-tessera tessera "$store" session
-    run_library http-load-tessera tessera-touch-every-request "$store" session
-    run_library http-load-tower tower-sessions "$store" id
-    run_library http-load-tower tower-sessions-always-save "$store" id
+    for route in plain read new write; do
+      run_cell http-load-tessera tessera "$store" session "$route"
+      run_cell http-load-tessera tessera-touch-every-request "$store" session "$route"
+      run_cell http-load-tower tower-sessions "$store" id "$route"
+      run_cell http-load-tower tower-sessions-always-save "$store" id "$route"
+    done
   done
 done
 
@@ -122,21 +124,30 @@ for s, lib, r, v, status, failed in rows:
     if status != "200" or failed != "0":
         bad.append(f"{s} {lib} /{r}: probe {status}, {failed} failed during the run")
 rps = {k: statistics.median(v) for k, v in runs.items()}
+def per_round(a, b):
+    """Per-round ratios a/b (cells of one round were measured back to back)."""
+    return [x / y for x, y in zip(runs[a], runs[b]) if y]
+def spread(ratios):
+    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "n/a"
 print(f"medians of {max(len(v) for v in runs.values())} round(s)")
-print("\n| store | route | tessera | tessera (touch every request) | tower-sessions | tower-sessions always_save | tessera / tower-sessions | tessera / always_save |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("\n| store | route | tessera | tessera (touch every request) | tower-sessions | tower-sessions always_save "
+      "| tessera / tower-sessions | tessera / always_save | per round: tessera / always_save, median (range) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for store in stores:
-    for route in ("plain", "new", "read", "write"):
-        t = rps[(store, "tessera", route)]
-        t0 = rps[(store, "tessera-touch-every-request", route)]
-        ts = rps[(store, "tower-sessions", route)]
-        ta = rps[(store, "tower-sessions-always-save", route)]
+    for route in ("plain", "read", "new", "write"):
+        key = lambda lib: (store, lib, route)
+        t, t0, ts, ta = (rps[key(lib)] for lib in (
+            "tessera", "tessera-touch-every-request", "tower-sessions", "tower-sessions-always-save"))
         ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
-        print(f"| {store} | /{route} | {t:,.0f} | {t0:,.0f} | {ts:,.0f} | {ta:,.0f} | {ratio(t, ts)} | {ratio(t, ta)} |")
+        rounds = spread(per_round(key("tessera"), key("tower-sessions-always-save")))
+        print(f"| {store} | /{route} | {t:,.0f} | {t0:,.0f} | {ts:,.0f} | {ta:,.0f} | {ratio(t, ts)} "
+              f"| {ratio(t, ta)} | {rounds} |")
 for store in stores:
     share = lambda lib: (f"{rps[(store, lib, 'read')] / rps[(store, lib, 'plain')]:.0%}"
                          if rps[(store, lib, "plain")] else "n/a")
-    print(f"{store}: tessera /read = {share('tessera')} of its /plain; "
+    rounds = per_round((store, "tessera", "read"), (store, "tessera", "plain"))
+    print(f"{store}: tessera /read = {share('tessera')} of its /plain (per round: median "
+          f"{statistics.median(rounds):.0%}, {min(rounds):.0%}-{max(rounds):.0%}); "
           f"tower-sessions always_save /read = {share('tower-sessions-always-save')} of its /plain")
 for line in bad:
     print("FAILED:", line)
