@@ -25,8 +25,10 @@
 #
 # Results go to stdout and to results.txt, one line per cell: store, library, route, requests
 # per second, the HTTP status of one probe request after the run, and how many requests failed
-# during the run (non-2xx/3xx answers plus wrk's socket errors). The summary names every cell
-# whose probe was not 200 or that had failures.
+# during the run (non-2xx/3xx answers plus wrk's socket errors). The summary gives each cell's
+# median over the rounds, each ratio of medians, and the median and range of the per-round
+# ratios (the four libraries run one route back to back, so a round's cells are seconds apart);
+# it names every cell whose probe was not 200 or that had failures.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
