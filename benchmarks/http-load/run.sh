@@ -148,8 +148,9 @@ for store in stores:
     share = lambda lib: (f"{rps[(store, lib, 'read')] / rps[(store, lib, 'plain')]:.0%}"
                          if rps[(store, lib, "plain")] else "n/a")
     rounds = per_round((store, "tessera", "read"), (store, "tessera", "plain"))
-    print(f"{store}: tessera /read = {share('tessera')} of its /plain (per round: median "
-          f"{statistics.median(rounds):.0%}, {min(rounds):.0%}-{max(rounds):.0%}); "
+    per = (f"median {statistics.median(rounds):.0%}, {min(rounds):.0%}-{max(rounds):.0%}"
+           if rounds else "n/a")
+    print(f"{store}: tessera /read = {share('tessera')} of its /plain (per round: {per}); "
           f"tower-sessions always_save /read = {share('tower-sessions-always-save')} of its /plain")
 for line in bad:
     print("FAILED:", line)
