@@ -129,8 +129,11 @@ rps = {k: statistics.median(v) for k, v in runs.items()}
 def per_round(a, b):
     """Per-round ratios a/b (cells of one round were measured back to back)."""
     return [x / y for x, y in zip(runs[a], runs[b]) if y]
-def spread(ratios):
-    return f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "n/a"
+def spread(ratios, form=".2f", unit="x"):
+    """Median (with `unit`) and range of per-round ratios, each number in format `form`."""
+    if not ratios:
+        return "n/a"
+    return f"{statistics.median(ratios):{form}}{unit} ({min(ratios):{form}}-{max(ratios):{form}})"
 print(f"medians of {max(len(v) for v in runs.values())} round(s)")
 print("\n| store | route | tessera | tessera (touch every request) | tower-sessions | tower-sessions always_save "
       "| tessera / tower-sessions | tessera / always_save | per round: tessera / always_save, median (range) |")
@@ -148,9 +151,8 @@ for store in stores:
     share = lambda lib: (f"{rps[(store, lib, 'read')] / rps[(store, lib, 'plain')]:.0%}"
                          if rps[(store, lib, "plain")] else "n/a")
     rounds = per_round((store, "tessera", "read"), (store, "tessera", "plain"))
-    per = (f"median {statistics.median(rounds):.0%}, {min(rounds):.0%}-{max(rounds):.0%}"
-           if rounds else "n/a")
-    print(f"{store}: tessera /read = {share('tessera')} of its /plain (per round: {per}); "
+    per = spread(rounds, ".0%", "")
+    print(f"{store}: tessera /read = {share('tessera')} of its /plain (per round, median (range): {per}); "
           f"tower-sessions always_save /read = {share('tower-sessions-always-save')} of its /plain")
 for line in bad:
     print("FAILED:", line)
